@@ -1,0 +1,89 @@
+# One flat Makefile. `make` builds route programs into cgi-bin/ and tools into
+# bin/; `make SANITIZE=1` builds the same with ASan+UBSan into build/asan/.
+# See README for run/test/bench/fuzz.
+
+PKGS     := fcgi jansson
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+WARN     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+            -Wmissing-prototypes -Wwrite-strings -Wformat=2 -Wno-format-nonliteral -fno-common
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+
+ifdef SANITIZE
+OUT      := build/asan
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+else
+OUT      := .
+SANFLAGS :=
+endif
+OBJ      := build/obj$(if $(SANITIZE),-asan)
+
+ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -Ilib $(PKG_CFLAGS) -MMD -MP
+ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
+
+LIB_SRC  := $(wildcard lib/*.c)
+LIB_OBJ  := $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC))
+ROUTES   := $(patsubst fcgi/%.c,$(OUT)/cgi-bin/%,$(wildcard fcgi/*.c))
+UNITS    := $(patsubst tests/unit/%.c,$(OUT)/tests/unit/%,$(wildcard tests/unit/test_*.c))
+REPLAY   := $(OUT)/tests/fuzz/replay
+
+.PHONY: all run test check unit bench fuzz lint clean deps
+all: $(ROUTES)
+
+$(OUT)/cgi-bin/%: $(OBJ)/fcgi/%.o $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# Unit tests include the module under test themselves (to reach its statics),
+# so they link every lib object except that one.
+$(OUT)/tests/unit/test_%: $(OBJ)/tests/unit/test_%.o $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(filter-out $(OBJ)/lib/$*.o,$(LIB_OBJ)) $(PKG_LIBS)
+
+$(REPLAY): $(OBJ)/tests/fuzz/replay.o $(OBJ)/tests/fuzz/fuzz_request.o $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(OBJ)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+unit: $(UNITS) $(REPLAY)
+
+# make run: install what is missing, build, run the stack in the foreground.
+run:
+	@scripts/deps run
+	@$(MAKE) --no-print-directory all
+	@scripts/run
+
+# make test: both builds, then unit tests, fuzz regressions and bats suites
+# against a real lighttpd, for each build.
+test:
+	@scripts/deps test
+	@$(MAKE) --no-print-directory all unit
+	@$(MAKE) --no-print-directory SANITIZE=1 all unit
+	@tests/run
+
+check: test
+
+bench:
+	@scripts/deps bench
+	@$(MAKE) --no-print-directory all
+	@bench/run
+
+FUZZ_SECONDS ?= 60
+fuzz:
+	@scripts/deps fuzz
+	@tests/fuzz/run $(FUZZ_SECONDS)
+
+lint:
+	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|gets|atoi|atol|strtok)\s*\(' \
+	    lib/*.[ch] fcgi/*.c tests/unit/*.c tests/fuzz/*.c || { echo "lint: banned function"; exit 1; }
+	@echo "lint: ok"
+
+clean:
+	rm -rf build cgi-bin bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)
+.SECONDARY:

@@ -1,0 +1,160 @@
+#include "serve.h"
+
+#include <errno.h>
+#include <fcgiapp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+extern char **environ;
+
+static struct {
+    int log_level; /* index into level_names */
+    long max_body;
+    char *prefix;
+} cfg;
+
+static const char *const level_names[] = {"DEBUG", "INFO", "WARNING", "ERROR", NULL};
+static const enum log_level level_values[] = {LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARNING,
+                                              LOG_LVL_ERROR};
+
+/* Where a request's bytes come from and go to: a FastCGI request's streams,
+ * or stdin/stdout under plain CGI. */
+struct io {
+    FCGX_Request *fcgi; /* NULL under CGI */
+};
+
+static size_t io_read(struct io *io, char *dst, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        if (io->fcgi != NULL) {
+            int r = FCGX_GetStr(dst + got, (int)(n - got), io->fcgi->in);
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        } else {
+            ssize_t r = read(STDIN_FILENO, dst + got, n - got);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r <= 0)
+                break;
+            got += (size_t)r;
+        }
+    }
+    return got;
+}
+
+static int io_write(struct io *io, const char *src, size_t n)
+{
+    if (io->fcgi != NULL)
+        return FCGX_PutStr(src, (int)n, io->fcgi->out) == (int)n ? 0 : -1;
+    while (n > 0) {
+        ssize_t w = write(STDOUT_FILENO, src, n);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        src += w;
+        n -= (size_t)w;
+    }
+    return 0;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* Request state lives across requests so that a warm process serves without
+ * allocating: every buffer keeps its capacity and is cleared, not freed. */
+static struct http_req rq;
+static struct http_resp rs;
+static struct buf out;
+
+static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
+{
+    double t0 = now_ms();
+    http_resp_clear(&rs);
+    buf_clear(&out);
+
+    size_t len;
+    if (http_req_parse(&rq, envp, cfg.prefix, &rs) == 0 &&
+        http_req_body_len(&rq, (size_t)cfg.max_body, &len, &rs) == 0) {
+        size_t got = io_read(io, http_req_body_room(&rq, len), len);
+        http_req_body_done(&rq, got);
+        if (got != len)
+            http_error(&rs, 400, "Incomplete request body");
+        else
+            handler(&rq, &rs);
+    }
+    if (rs.status == 0) {
+        log_err("handler set no status for %s %s", rq.method, rq.target);
+        http_error(&rs, 500, NULL);
+    } else if (rs.status >= 400 && rs.body.len == 0) {
+        http_error(&rs, rs.status, NULL);
+    }
+
+    http_resp_format(&rq, &rs, &out);
+    if (io_write(io, out.data, out.len) != 0)
+        log_warn("client went away before the response was written (request_id=%s)",
+                 rq.request_id);
+    if (log_enabled(LOG_LVL_INFO))
+        log_info("%s %s %d %.3fms request_id=%s", rq.head ? "HEAD" : rq.method, rq.target,
+                 rs.status, now_ms() - t0, rq.request_id);
+}
+
+int serve_main(const char *name, const struct conf_entry *conf, size_t nconf,
+               http_handler_fn *handler)
+{
+    char default_prefix[128];
+    snprintf(default_prefix, sizeof(default_prefix), "/api/%s", name);
+    const struct conf_entry common[] = {
+        {"LOG_LEVEL", CONF_ENUM, "INFO", &cfg.log_level, 0, 0, level_names},
+        {"MAX_BODY_BYTES", CONF_INT, "1048576", &cfg.max_body, 0, 1L << 30, NULL},
+        {"ROUTE_PREFIX", CONF_STR, default_prefix, &cfg.prefix, 0, 0, NULL},
+    };
+    log_init(name, LOG_LVL_INFO);
+    char err[256];
+    if (conf_load(common, sizeof(common) / sizeof(common[0]), err, sizeof(err)) != 0 ||
+        (conf != NULL && conf_load(conf, nconf, err, sizeof(err)) != 0)) {
+        log_err("conf: %s", err);
+        return 1;
+    }
+    log_init(name, level_values[cfg.log_level]);
+
+    http_req_init(&rq);
+    http_resp_init(&rs);
+    buf_init(&out);
+
+    if (FCGX_Init() != 0) {
+        log_err("FCGX_Init failed");
+        return 1;
+    }
+    if (FCGX_IsCGI()) {
+        struct io io = {NULL};
+        handle(environ, &io, handler);
+    } else {
+        FCGX_Request fr;
+        FCGX_InitRequest(&fr, 0, 0);
+        log_debug("serving %s (pid %ld)", cfg.prefix, (long)getpid());
+        while (FCGX_Accept_r(&fr) >= 0) {
+            struct io io = {&fr};
+            handle(fr.envp, &io, handler);
+            FCGX_Finish_r(&fr);
+        }
+        FCGX_Free(&fr, 1);
+        log_debug("stopping (pid %ld)", (long)getpid());
+    }
+    http_req_free(&rq);
+    http_resp_free(&rs);
+    buf_free(&out);
+    free(cfg.prefix);
+    return 0;
+}

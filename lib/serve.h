@@ -1,0 +1,29 @@
+#ifndef SERVE_H
+#define SERVE_H
+
+#include <stddef.h>
+
+#include "conf.h"
+#include "http.h"
+
+/* The main loop of a route program: reads its settings, then serves requests
+ * with `handler` until lighttpd asks it to stop (SIGTERM/SIGUSR1: exit 0).
+ * The same binary runs as FastCGI (lighttpd's bin-path: fd 0 is a listening
+ * socket) or as plain CGI (one request from the environment and stdin).
+ *
+ * `name` is the program's name in logs; `conf` its own settings (may be
+ * NULL), read after the common ones:
+ *   LOG_LEVEL       DEBUG | INFO | WARNING | ERROR          (INFO)
+ *   MAX_BODY_BYTES  request bodies above this get 413        (1048576)
+ *   ROUTE_PREFIX    the URL path the route is mounted at     (/api/<name>)
+ * A bad setting is logged and the program exits 1 before serving.
+ *
+ * Per request it parses the request (400/404/413 without calling the
+ * handler), calls the handler, fills a JSON error body for an error status
+ * the handler left empty (500 if it set no status at all), writes the
+ * response with X-Request-Id, and logs one INFO line. Returns the process
+ * exit status. */
+int serve_main(const char *name, const struct conf_entry *conf, size_t nconf,
+               http_handler_fn *handler);
+
+#endif
