@@ -1,0 +1,118 @@
+# Shared helpers for the bats suites. Every suite talks to real programs:
+# route binaries run as plain CGI, or a real lighttpd started here on a free
+# port with its state in a temp dir.
+#
+# Set by tests/run (defaults let `bats tests/x.bats` run alone after `make`):
+#   GW_CGI_BIN   the build under test (cgi-bin/ or build/asan/cgi-bin/)
+#   TEST_TMP     where gateways keep their state (scanned for sanitizer reports)
+
+bats_require_minimum_version 1.5.0
+bats_load_library bats-support
+bats_load_library bats-assert
+
+REPO=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
+: "${GW_CGI_BIN:=$REPO/cgi-bin}"
+: "${TEST_TMP:=${BATS_RUN_TMPDIR:-/tmp}}"
+export GW_CGI_BIN TEST_TMP
+
+# cgi PROGRAM METHOD TARGET [BODY]: run a route binary as plain CGI, the way
+# mod_cgi would, with CRs stripped from its output.
+cgi() {
+    local prog=$1 method=$2 target=$3 body=${4-}
+    local query=""
+    [[ $target == *\?* ]] && query=${target#*\?}
+    printf '%s' "$body" | env -i PATH="$PATH" REQUEST_METHOD="$method" REQUEST_URI="$target" \
+        QUERY_STRING="$query" CONTENT_LENGTH="${#body}" ${CGI_ENV-} \
+        "$GW_CGI_BIN/$prog" | tr -d '\r'
+}
+
+# free_port: a TCP port on 127.0.0.1 that nothing answers on right now.
+free_port() {
+    local p
+    for _ in $(seq 1 50); do
+        p=$((20000 + RANDOM % 30000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+# retry N DELAY CMD...: run CMD until it succeeds, at most N times.
+retry() {
+    local n=$1 delay=$2
+    shift 2
+    for _ in $(seq 1 "$n"); do
+        "$@" && return 0
+        sleep "$delay"
+    done
+    return 1
+}
+
+gateway_answers() {
+    [ "$(curl -s -m 1 "$BASE/api/hello/world")" = '{"message":"Hello, world!"}' ]
+}
+
+# start_gateway [VAR=value ...]: start lighttpd with lighttpd.conf as shipped,
+# on a free port, state in a new dir under TEST_TMP. Exports BASE, GW_STATE,
+# GW_PID. Extra GW_* settings (GW_PROCS=1, ...) come as arguments.
+start_gateway() {
+    GW_STATE=$(mktemp -d "$TEST_TMP/gw.XXXXXX")
+    local port
+    for _ in 1 2 3; do
+        port=$(free_port)
+        BASE="http://127.0.0.1:$port"
+        env GW_STATE="$GW_STATE" GW_PORT="$port" GW_CGI_BIN="$GW_CGI_BIN" GW_PROCS=2 "$@" \
+            "$REPO/scripts/gateway" >"$GW_STATE/gateway.out" 2>&1 3>&- </dev/null &
+        GW_PID=$!
+        export BASE GW_STATE GW_PID
+        if retry 50 0.1 gateway_answers; then
+            return 0
+        fi
+        kill "$GW_PID" 2>/dev/null
+        wait "$GW_PID" 2>/dev/null
+    done
+    echo "gateway did not start:" >&2
+    cat "$GW_STATE/gateway.out" "$GW_STATE/log/error.log" >&2
+    return 1
+}
+
+# Route processes of the gateway under test: lighttpd's children
+# (scripts/gateway execs lighttpd, so GW_PID is lighttpd).
+route_pids() {
+    pgrep -P "$GW_PID" 2>/dev/null || true
+}
+
+# stop_gateway: SIGTERM lighttpd, wait until it and its route processes are
+# gone (so sanitizer reports at exit are in the log), then fail if any
+# sanitizer or crash report is in the logs.
+stop_gateway() {
+    [ -n "${GW_PID:-}" ] || return 0
+    local pids
+    pids=$(route_pids)
+    kill -TERM "$GW_PID" 2>/dev/null
+    retry 100 0.1 eval '! kill -0 "$GW_PID" 2>/dev/null'
+    for p in $pids; do
+        retry 100 0.1 eval "! kill -0 $p 2>/dev/null || grep -q '^State:.*Z' /proc/$p/status"
+    done
+    wait "$GW_PID" 2>/dev/null || true
+    GW_PID=
+    check_logs "$GW_STATE"
+}
+
+check_logs() {
+    "$REPO/tests/check-logs" "$1"
+}
+
+# http METHOD PATH [curl args...]: request through the gateway; sets
+# $status, $body, $headers (lower-cased names).
+http() {
+    local method=$1 path=$2
+    shift 2
+    local out="$BATS_TEST_TMPDIR/resp"
+    status=$(curl -s -o "$out.body" -D "$out.head" -w '%{http_code}' -X "$method" "$@" \
+        "$BASE$path")
+    body=$(cat "$out.body")
+    headers=$(tr -d '\r' <"$out.head" | tr 'A-Z' 'a-z')
+}
