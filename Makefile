@@ -12,9 +12,11 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 
 ifdef SANITIZE
 OUT      := build/asan
+TOUT     := build/asan/tests
 SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 else
 OUT      := .
+TOUT     := build/tests
 SANFLAGS :=
 endif
 OBJ      := build/obj$(if $(SANITIZE),-asan)
@@ -25,8 +27,9 @@ ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC))
 ROUTES   := $(patsubst fcgi/%.c,$(OUT)/cgi-bin/%,$(wildcard fcgi/*.c))
-UNITS    := $(patsubst tests/unit/%.c,$(OUT)/tests/unit/%,$(wildcard tests/unit/test_*.c))
-REPLAY   := $(OUT)/tests/fuzz/replay
+# test programs never land in the source tree: build/tests/ or build/asan/tests/
+UNITS    := $(patsubst tests/unit/%.c,$(TOUT)/unit/%,$(wildcard tests/unit/test_*.c))
+REPLAY   := $(TOUT)/fuzz/replay
 
 .PHONY: all run test check unit bench fuzz lint clean deps
 all: $(ROUTES)
@@ -37,7 +40,7 @@ $(OUT)/cgi-bin/%: $(OBJ)/fcgi/%.o $(LIB_OBJ)
 
 # Unit tests include the module under test themselves (to reach its statics),
 # so they link every lib object except that one.
-$(OUT)/tests/unit/test_%: $(OBJ)/tests/unit/test_%.o $(LIB_OBJ)
+$(TOUT)/unit/test_%: $(OBJ)/tests/unit/test_%.o $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(filter-out $(OBJ)/lib/$*.o,$(LIB_OBJ)) $(PKG_LIBS)
 

@@ -12,7 +12,7 @@ static int hello(struct http_req *rq, struct http_resp *rs)
     return http_json_new(rs, 200, json_pack("{s:s++}", "message", "Hello, ", rq->seg[0], "!"));
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    return serve_main("hello", NULL, 0, hello);
+    return serve_main(argc, argv, "hello", NULL, 0, hello);
 }

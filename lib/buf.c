@@ -57,7 +57,8 @@ void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
     va_copy(ap2, ap);
     buf_reserve(b, 64);
     int n = vsnprintf(b->data + b->len, b->cap - b->len, fmt, ap);
-    if (n < 0) {
+    if (n < 0) { /* encoding error: drop whatever vsnprintf half-wrote */
+        b->data[b->len] = '\0';
         va_end(ap2);
         return;
     }

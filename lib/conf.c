@@ -13,11 +13,12 @@ int conf_parse_long(const char *s, long min, long max, long *out)
 {
     if (s == NULL || *s == '\0')
         return -1;
-    /* strtol accepts leading spaces and "+"; a setting is exactly digits */
+    /* strtol accepts leading spaces, "+" and "-0"; we take digits, with a
+     * "-" only before a non-zero digit */
     const char *p = s;
     if (*p == '-')
         p++;
-    if (*p < '0' || *p > '9')
+    if (*p < '0' || *p > '9' || (p != s && *p == '0'))
         return -1;
     errno = 0;
     char *end;
@@ -56,6 +57,7 @@ static int load_one(const struct conf_entry *e, char *err, size_t errlen)
             }
         }
         struct buf list = {0};
+        buf_puts(&list, "");
         for (int i = 0; e->choices[i] != NULL; i++)
             buf_printf(&list, "%s%s", i ? ", " : "", e->choices[i]);
         snprintf(err, errlen, "%s: expected one of %s, got '%.64s'", e->name, list.data, val);

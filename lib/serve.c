@@ -110,8 +110,8 @@ static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
                  rs.status, now_ms() - t0, rq.request_id);
 }
 
-int serve_main(const char *name, const struct conf_entry *conf, size_t nconf,
-               http_handler_fn *handler)
+int serve_main(int argc, char **argv, const char *name, const struct conf_entry *conf,
+               size_t nconf, http_handler_fn *handler)
 {
     char default_prefix[128];
     snprintf(default_prefix, sizeof(default_prefix), "/api/%s", name);
@@ -128,6 +128,15 @@ int serve_main(const char *name, const struct conf_entry *conf, size_t nconf,
         return 1;
     }
     log_init(name, level_values[cfg.log_level]);
+    if (argc > 1 && strcmp(argv[1], "--check") == 0) {
+        free(cfg.prefix);
+        return 0;
+    }
+    if (argc > 1) {
+        log_err("usage: %s [--check] (run by lighttpd as FastCGI, or as CGI)", argv[0]);
+        free(cfg.prefix);
+        return 2;
+    }
 
     http_req_init(&rq);
     http_resp_init(&rs);

@@ -17,13 +17,16 @@
  *   MAX_BODY_BYTES  request bodies above this get 413        (1048576)
  *   ROUTE_PREFIX    the URL path the route is mounted at     (/api/<name>)
  * A bad setting is logged and the program exits 1 before serving.
+ * `prog --check` only reads the settings: exit 0, or 1 with the reason
+ * (scripts/gateway runs it for every route before starting lighttpd, whose
+ * own spawn check misses a program that takes over 1 ms to fail).
  *
  * Per request it parses the request (400/404/413 without calling the
  * handler), calls the handler, fills a JSON error body for an error status
  * the handler left empty (500 if it set no status at all), writes the
  * response with X-Request-Id, and logs one INFO line. Returns the process
  * exit status. */
-int serve_main(const char *name, const struct conf_entry *conf, size_t nconf,
-               http_handler_fn *handler);
+int serve_main(int argc, char **argv, const char *name, const struct conf_entry *conf,
+               size_t nconf, http_handler_fn *handler);
 
 #endif
