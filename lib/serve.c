@@ -49,6 +49,17 @@ static size_t io_read(struct io *io, char *dst, size_t n)
     return got;
 }
 
+/* Read and drop what is left of the request body, so the connection is
+ * closed with nothing unread (see the accept loop). */
+static void io_drain(struct io *io)
+{
+    char scratch[4096];
+    if (io->fcgi != NULL) {
+        while (FCGX_GetStr(scratch, (int)sizeof(scratch), io->fcgi->in) > 0)
+            ;
+    }
+}
+
 static int io_write(struct io *io, const char *src, size_t n)
 {
     if (io->fcgi != NULL)
@@ -101,6 +112,7 @@ static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
         http_error(&rs, rs.status, NULL);
     }
 
+    io_drain(io);
     http_resp_format(&rq, &rs, &out);
     if (io_write(io, out.data, out.len) != 0)
         log_warn("client went away before the response was written (request_id=%s)",
@@ -156,6 +168,14 @@ int serve_main(int argc, char **argv, const char *name, const struct conf_entry 
         while (FCGX_Accept_r(&fr) >= 0) {
             struct io io = {&fr};
             handle(fr.envp, &io, handler);
+            /* lighttpd opens a connection per request and never keeps it
+             * (no FCGI_KEEP_CONN). libfcgi's close is shutdown(), then a
+             * wait of up to 2 s for lighttpd to close first, so that unread
+             * input cannot reset the connection before the response is read.
+             * handle() has read all input, and on a unix socket our response
+             * is already in lighttpd's buffer, so detaching (a plain close)
+             * is safe and frees the process for the next request sooner. */
+            FCGX_Detach(&fr);
             FCGX_Finish_r(&fr);
         }
         FCGX_Free(&fr, 1);
