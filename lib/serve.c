@@ -88,12 +88,17 @@ static double now_ms(void)
 static struct http_req rq;
 static struct http_resp rs;
 static struct buf out;
+/* The request's log line, kept until the connection is closed: the strings
+ * it quotes live in the request environment, which finishing frees. */
+static struct buf logline;
+static double t_start;
 
 static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
 {
-    double t0 = now_ms();
+    t_start = now_ms();
     http_resp_clear(&rs);
     buf_clear(&out);
+    buf_clear(&logline);
 
     size_t len;
     if (http_req_parse(&rq, envp, cfg.prefix, &rs) == 0 &&
@@ -118,8 +123,14 @@ static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
         log_warn("client went away before the response was written (request_id=%s)",
                  rq.request_id);
     if (log_enabled(LOG_LVL_INFO))
-        log_info("%s %s %d %.3fms request_id=%s", rq.head ? "HEAD" : rq.method, rq.target,
-                 rs.status, now_ms() - t0, rq.request_id);
+        buf_printf(&logline, "%s %.2048s %d", rq.head ? "HEAD" : rq.method, rq.target, rs.status);
+}
+
+/* The per-request INFO line, written once the response is on its way. */
+static void log_request(void)
+{
+    if (logline.len > 0)
+        log_info("%s %.3fms request_id=%s", logline.data, now_ms() - t_start, rq.request_id);
 }
 
 int serve_main(int argc, char **argv, const char *name, const struct conf_entry *conf,
@@ -161,6 +172,7 @@ int serve_main(int argc, char **argv, const char *name, const struct conf_entry 
     if (FCGX_IsCGI()) {
         struct io io = {NULL};
         handle(environ, &io, handler);
+        log_request();
     } else {
         FCGX_Request fr;
         FCGX_InitRequest(&fr, 0, 0);
@@ -177,6 +189,7 @@ int serve_main(int argc, char **argv, const char *name, const struct conf_entry 
              * is safe and frees the process for the next request sooner. */
             FCGX_Detach(&fr);
             FCGX_Finish_r(&fr);
+            log_request();
         }
         FCGX_Free(&fr, 1);
         log_debug("stopping (pid %ld)", (long)getpid());
@@ -184,6 +197,7 @@ int serve_main(int argc, char **argv, const char *name, const struct conf_entry 
     http_req_free(&rq);
     http_resp_free(&rs);
     buf_free(&out);
+    buf_free(&logline);
     free(cfg.prefix);
     return 0;
 }
