@@ -1,0 +1,68 @@
+#!/usr/bin/env bats
+# A long-lived route process must not grow per request: after a warm-up, a
+# few thousand more requests of every kind (greetings, 404, 405, bodies,
+# bad encodings, long names) leave its resident memory where it was.
+
+load helpers
+
+setup() {
+    # ASan's quarantine would hold freed memory on purpose; turn it off so
+    # the sanitizer build is measured the same way.
+    ASAN_OPTIONS="${ASAN_OPTIONS:-}:quarantine_size_mb=0" start_gateway GW_PROCS=1
+    ROUTE_PID=$(route_pids)
+    [ -n "$ROUTE_PID" ]
+}
+
+teardown() {
+    stop_gateway
+}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$ROUTE_PID/status"; }
+
+# load N: N requests of mixed kinds, 8 at a time, through one curl
+load_mix() {
+    local n=$1 cfg="$BATS_TEST_TMPDIR/curl.cfg" long
+    long=$(head -c 3000 /dev/zero | tr '\0' x)
+    : >"$cfg"
+    for i in $(seq 1 "$n"); do
+        [ "$i" = 1 ] || echo 'next' # curl options are sticky across URLs without it
+        case $((i % 6)) in
+        0) echo "url = \"$BASE/api/hello/n$i\"" ;;
+        1) echo "url = \"$BASE/api/hello/J%C3%B6rg$i?a=$i&b=%F0%9F%98%80\"" ;;
+        2) echo "url = \"$BASE/api/hello/$long$i\"" ;;
+        3) printf 'url = "%s"\nrequest = "POST"\ndata = "%s"\n' "$BASE/api/hello/p$i" "$long" ;;
+        4) echo "url = \"$BASE/api/hello/a/b/$i\"" ;;
+        5) echo "url = \"$BASE/api/hello/%ED%A0%80$i\"" ;;
+        esac
+        echo 'output = "/dev/null"'
+        echo 'write-out = "%{http_code}\\n"'
+    done >>"$cfg"
+    curl -s --no-progress-meter -Z --parallel-max 8 -K "$cfg" |
+        sort | uniq -c >"$BATS_TEST_TMPDIR/codes"
+}
+
+# the statuses load_mix must see: every kind of request reached the route
+assert_mix() {
+    run cat "$BATS_TEST_TMPDIR/codes"
+    assert_line --regexp "^ *$1 200$"
+    assert_line --regexp "^ *$2 405$"
+    assert_line --regexp "^ *$3 404$"
+    assert_line --regexp "^ *$4 400$"
+}
+
+@test "a route process's memory does not grow with requests" {
+    # warm-up: buffers reach their largest size; ASan's allocator settles
+    # after a few thousand requests (its build plateaus there too)
+    load_mix 6000
+    assert_mix 3000 1000 1000 1000
+    local before after
+    before=$(rss_kb)
+    load_mix 6000
+    assert_mix 3000 1000 1000 1000
+    after=$(rss_kb)
+    echo "VmRSS before ${before} kB, after ${after} kB" >&3
+    [ "$ROUTE_PID" = "$(route_pids)" ] # the same process served them all
+    # 256 kB over 6000 requests: a leak of 44 bytes a request fails here;
+    # LeakSanitizer at exit (sanitizer build) reports smaller unreachable ones
+    [ $((after - before)) -le 256 ]
+}
