@@ -45,6 +45,20 @@ teardown() {
     retry 50 0.1 gateway_answers
 }
 
+@test "a route program that dies mid-request gives JSON 500, and is respawned" {
+    kill -STOP "$ROUTE_PID"
+    # the request reaches the stopped process; then it dies before answering
+    curl -s -o "$BATS_TEST_TMPDIR/body" -w '%{http_code}' -m 20 "$BASE/api/hello/doomed" \
+        >"$BATS_TEST_TMPDIR/code" &
+    local curl_pid=$!
+    sleep 0.5
+    kill -KILL "$ROUTE_PID"
+    wait "$curl_pid"
+    assert_equal "$(cat "$BATS_TEST_TMPDIR/code")" 500
+    assert_equal "$(cat "$BATS_TEST_TMPDIR/body")" '{"detail":"Internal Server Error"}'
+    retry 50 0.1 gateway_answers
+}
+
 @test "a route whose socket is gone is JSON 503" {
     rm -f "$GW_STATE"/sock/hello.sock*
     http GET /api/hello/nobody -m 20
