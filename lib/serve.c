@@ -182,11 +182,11 @@ int serve_main(int argc, char **argv, const char *name, const struct conf_entry 
             handle(fr.envp, &io, handler);
             /* lighttpd opens a connection per request and never keeps it
              * (no FCGI_KEEP_CONN). libfcgi's close is shutdown(), then a
-             * wait of up to 2 s for lighttpd to close first, so that unread
-             * input cannot reset the connection before the response is read.
-             * handle() has read all input, and on a unix socket our response
-             * is already in lighttpd's buffer, so detaching (a plain close)
-             * is safe and frees the process for the next request sooner. */
+             * wait of up to 2 s for lighttpd to close first, so that input
+             * left unread cannot reset the connection before lighttpd has
+             * read the response. handle() reads all input (io_drain), so a
+             * plain close (detached) is safe, over unix sockets and TCP
+             * alike, and frees the process for the next request sooner. */
             FCGX_Detach(&fr);
             FCGX_Finish_r(&fr);
             log_request();
