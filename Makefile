@@ -81,6 +81,9 @@ fuzz:
 	@tests/fuzz/run $(FUZZ_SECONDS)
 
 lint:
+	@scripts/deps lint
+	@cppcheck -q --enable=warning,portability,performance --std=c11 -Ilib \
+	    --suppress=missingIncludeSystem --error-exitcode=1 lib fcgi
 	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|gets|atoi|atol|strtok)\s*\(' \
 	    lib/*.[ch] fcgi/*.c tests/unit/*.c tests/fuzz/*.c || { echo "lint: banned function"; exit 1; }
 	@echo "lint: ok"
