@@ -57,10 +57,10 @@ static int load_one(const struct conf_entry *e, char *err, size_t errlen)
             }
         }
         struct buf list = {0};
-        buf_puts(&list, "");
         for (int i = 0; e->choices[i] != NULL; i++)
             buf_printf(&list, "%s%s", i ? ", " : "", e->choices[i]);
-        snprintf(err, errlen, "%s: expected one of %s, got '%.64s'", e->name, list.data, val);
+        snprintf(err, errlen, "%s: expected one of %s, got '%.64s'", e->name,
+                 list.data ? list.data : "", val);
         buf_free(&list);
         return -1;
     }

@@ -151,14 +151,12 @@ int serve_main(int argc, char **argv, const char *name, const struct conf_entry 
         return 1;
     }
     log_init(name, level_values[cfg.log_level]);
-    if (argc > 1 && strcmp(argv[1], "--check") == 0) {
+    if (argc > 1) { /* --check: the settings are read, and good */
+        int check = strcmp(argv[1], "--check") == 0;
+        if (!check)
+            log_err("usage: %s [--check] (run by lighttpd as FastCGI, or as CGI)", argv[0]);
         free(cfg.prefix);
-        return 0;
-    }
-    if (argc > 1) {
-        log_err("usage: %s [--check] (run by lighttpd as FastCGI, or as CGI)", argv[0]);
-        free(cfg.prefix);
-        return 2;
+        return check ? 0 : 2;
     }
 
     http_req_init(&rq);
