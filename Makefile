@@ -2,7 +2,7 @@
 # bin/; `make SANITIZE=1` builds the same with ASan+UBSan into build/asan/.
 # See README for run/test/bench/fuzz.
 
-PKGS     := fcgi jansson
+PKGS     := fcgi jansson hiredis
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -22,19 +22,24 @@ endif
 OBJ      := build/obj$(if $(SANITIZE),-asan)
 
 ALL_CFLAGS = $(WARN) $(CFLAGS) $(SANFLAGS) -Ilib $(PKG_CFLAGS) -MMD -MP
-ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS)
+ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS) -Wl,--as-needed
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC))
 ROUTES   := $(patsubst fcgi/%.c,$(OUT)/cgi-bin/%,$(wildcard fcgi/*.c))
+BINS     := $(patsubst src/%.c,$(OUT)/bin/%,$(wildcard src/*.c))
 # test programs never land in the source tree: build/tests/ or build/asan/tests/
 UNITS    := $(patsubst tests/unit/%.c,$(TOUT)/unit/%,$(wildcard tests/unit/test_*.c))
 REPLAY   := $(TOUT)/fuzz/replay
 
 .PHONY: all run test check unit bench fuzz lint clean deps
-all: $(ROUTES)
+all: $(ROUTES) $(BINS)
 
 $(OUT)/cgi-bin/%: $(OBJ)/fcgi/%.o $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(OUT)/bin/%: $(OBJ)/src/%.o $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
@@ -83,9 +88,9 @@ fuzz:
 lint:
 	@scripts/deps lint
 	@cppcheck -q --enable=warning,portability,performance --std=c11 -Ilib \
-	    --suppress=missingIncludeSystem --error-exitcode=1 lib fcgi
+	    --suppress=missingIncludeSystem --error-exitcode=1 lib fcgi src
 	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|gets|atoi|atol|strtok)\s*\(' \
-	    lib/*.[ch] fcgi/*.c tests/unit/*.c tests/fuzz/*.c || { echo "lint: banned function"; exit 1; }
+	    lib/*.[ch] fcgi/*.c src/*.c tests/unit/*.c tests/fuzz/*.c || { echo "lint: banned function"; exit 1; }
 	@echo "lint: ok"
 
 clean:

@@ -1,0 +1,233 @@
+#include "qrun.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "mem.h"
+
+long long qrun_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int qrun_inflight_key(char *out, size_t n, const char *runner, int slot)
+{
+    int w = snprintf(out, n, "qrun:inflight:%s:%d", runner, slot);
+    return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+int qrun_runner_key(char *out, size_t n, const char *runner)
+{
+    int w = snprintf(out, n, "qrun:runner:%s", runner);
+    return w < 0 || (size_t)w >= n ? -1 : 0;
+}
+
+/* KEYS[1] inflight, KEYS[2..] queue lists in priority order. */
+static struct rds_script claim_script = {
+    "for i = 2, #KEYS do\n"
+    "  local m = redis.call('LMOVE', KEYS[i], KEYS[1], 'RIGHT', 'LEFT')\n"
+    "  if m then return {i - 2, m} end\n"
+    "end\n"
+    "return false\n",
+    ""};
+
+/* A final state already stored wins: a redelivered message whose first run
+ * did store (a Python client sending the same id twice) changes nothing. */
+#define LUA_IS_FINAL                                                                           \
+    "local function is_final(key)\n"                                                           \
+    "  local cur = redis.call('GET', key)\n"                                                   \
+    "  if not cur then return false end\n"                                                     \
+    "  local st = string.match(cur, '\"status\":%s*\"(%u+)\"')\n"                              \
+    "  return st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED'\n"                         \
+    "end\n"
+
+/* KEYS[1] meta; ARGV meta, ttl */
+static struct rds_script state_script = {
+    LUA_IS_FINAL
+    "if is_final(KEYS[1]) then return 0 end\n"
+    "redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])\n"
+    "redis.call('PUBLISH', KEYS[1], ARGV[1])\n"
+    "return 1\n",
+    ""};
+
+/* KEYS[1] inflight, KEYS[2] meta; ARGV message, meta ('' = no result), ttl.
+ * SET before PUBLISH, in one step: a client that subscribes and then reads
+ * the key cannot miss both (celery-protocol.md §5). */
+static struct rds_script finish_script = {
+    LUA_IS_FINAL
+    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 2 end\n"
+    "if ARGV[2] == '' then return 1 end\n"
+    "if is_final(KEYS[2]) then return 0 end\n"
+    "redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])\n"
+    "redis.call('PUBLISH', KEYS[2], ARGV[2])\n"
+    "return 1\n",
+    ""};
+
+/* Back to the head of the queue it came from (RPUSH: consumers pop from the
+ * right), in its priority band; unreadable messages go to 'celery'. */
+#define LUA_REQUEUE                                                                            \
+    "local function requeue(list)\n"                                                           \
+    "  local n = 0\n"                                                                          \
+    "  while true do\n"                                                                        \
+    "    local m = redis.call('RPOP', list)\n"                                                 \
+    "    if not m then return n end\n"                                                         \
+    "    local q = 'celery'\n"                                                                 \
+    "    local ok, e = pcall(cjson.decode, m)\n"                                               \
+    "    if ok and type(e) == 'table' and type(e.properties) == 'table' then\n"                \
+    "      local di = e.properties.delivery_info\n"                                            \
+    "      if type(di) == 'table' and type(di.routing_key) == 'string'\n"                      \
+    "         and di.routing_key ~= '' then q = di.routing_key end\n"                          \
+    "      local p = tonumber(e.properties.priority) or 0\n"                                   \
+    "      if p >= 9 then q = q .. '\\6\\0229' elseif p >= 6 then q = q .. '\\6\\0226'\n"     \
+    "      elseif p >= 3 then q = q .. '\\6\\0223' end\n"                                      \
+    "    end\n"                                                                                \
+    "    redis.call('RPUSH', q, m)\n"                                                          \
+    "    n = n + 1\n"                                                                          \
+    "  end\n"                                                                                  \
+    "end\n"
+
+/* KEYS[1] inflight */
+static struct rds_script requeue_script = {LUA_REQUEUE "return requeue(KEYS[1])\n", ""};
+
+/* KEYS[1] qrun:runners; ARGV deadline_ms, max slots. Reaps every runner
+ * whose heartbeat is older than the deadline. */
+static struct rds_script reap_script = {
+    LUA_REQUEUE
+    "local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. ARGV[1])\n"
+    "local n = 0\n"
+    "for _, id in ipairs(dead) do\n"
+    "  local h = 'qrun:runner:' .. id\n"
+    "  local c = tonumber(redis.call('HGET', h, 'concurrency')) or tonumber(ARGV[2])\n"
+    "  for slot = 0, c - 1 do\n"
+    "    n = n + requeue('qrun:inflight:' .. id .. ':' .. slot)\n"
+    "  end\n"
+    "  redis.call('ZREM', KEYS[1], id)\n"
+    "  redis.call('DEL', h)\n"
+    "end\n"
+    "return n\n",
+    ""};
+
+int qrun_claim(struct rds *r, const char *inflight, const char *const *keys, int nkeys,
+               char **msg, size_t *len, int *from)
+{
+    const char *args[16];
+    if (nkeys > 15)
+        nkeys = 15;
+    args[0] = inflight;
+    for (int i = 0; i < nkeys; i++)
+        args[i + 1] = keys[i];
+    redisReply *rep = rds_eval(r, &claim_script, nkeys + 1, nkeys + 1, args, NULL);
+    if (rep == NULL)
+        return -1;
+    int rc = 0;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+        rep->element[1]->type == REDIS_REPLY_STRING) {
+        *from = (int)rep->element[0]->integer;
+        *len = rep->element[1]->len;
+        *msg = xstrndup(rep->element[1]->str, rep->element[1]->len);
+        rc = 1;
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+int qrun_claim_wait(struct rds *r, const char *inflight, const char *key, double timeout,
+                    char **msg, size_t *len)
+{
+    redisReply *rep = rds_command(r, "BLMOVE %s %s RIGHT LEFT %.3f", key, inflight, timeout);
+    if (rep == NULL)
+        return -1;
+    int rc = 0;
+    if (rep->type == REDIS_REPLY_STRING) {
+        *len = rep->len;
+        *msg = xstrndup(rep->str, rep->len);
+        rc = 1;
+    }
+    freeReplyObject(rep);
+    return rc;
+}
+
+static long int_reply(redisReply *rep)
+{
+    if (rep == NULL)
+        return -1;
+    long v = rep->type == REDIS_REPLY_INTEGER ? (long)rep->integer : -1;
+    freeReplyObject(rep);
+    return v;
+}
+
+int qrun_store_state(struct rds *r, const char *meta_key, const char *meta, long ttl)
+{
+    char t[24];
+    snprintf(t, sizeof(t), "%ld", ttl);
+    const char *args[] = {meta_key, meta, t};
+    return int_reply(rds_eval(r, &state_script, 1, 3, args, NULL)) < 0 ? -1 : 0;
+}
+
+int qrun_finish(struct rds *r, const char *inflight, const char *msg, size_t len,
+                const char *meta_key, const char *meta, long ttl)
+{
+    char t[24];
+    snprintf(t, sizeof(t), "%ld", ttl);
+    const char *args[] = {inflight, meta_key, msg, meta ? meta : "", t};
+    size_t lens[] = {strlen(inflight), strlen(meta_key), len, meta ? strlen(meta) : 0,
+                     strlen(t)};
+    return (int)int_reply(rds_eval(r, &finish_script, 2, 5, args, lens));
+}
+
+long qrun_requeue(struct rds *r, const char *inflight)
+{
+    const char *args[] = {inflight};
+    return int_reply(rds_eval(r, &requeue_script, 1, 1, args, NULL));
+}
+
+int qrun_heartbeat(struct rds *r, const char *id, const char *host, long pid,
+                   const char *queues, int concurrency, long long started_ms, long lease_s)
+{
+    char hkey[256];
+    if (qrun_runner_key(hkey, sizeof(hkey), id) != 0)
+        return -1;
+    long long now = qrun_now_ms();
+    /* ZADD CH tells whether we were still registered (0 changed with XX
+     * would be ambiguous): NX first, which adds only if we were reaped. */
+    if (rds_append(r, "ZADD %s NX %lld %s", QRUN_RUNNERS, now, id) != 0 ||
+        rds_append(r, "ZADD %s XX %lld %s", QRUN_RUNNERS, now, id) != 0 ||
+        rds_append(r, "HSET %s host %s pid %ld queues %s concurrency %d started %lld", hkey, host,
+                   pid, queues, concurrency, started_ms) != 0 ||
+        rds_append(r, "EXPIRE %s %ld", hkey, lease_s * 10 + 60) != 0)
+        return -1;
+    long added = int_reply(rds_reply(r));
+    long rest = 0;
+    for (int i = 0; i < 3; i++) {
+        redisReply *rep = rds_reply(r);
+        if (rep == NULL)
+            rest = -1;
+        freeReplyObject(rep);
+    }
+    if (added < 0 || rest < 0)
+        return -1;
+    return added == 1 ? 1 : 0;
+}
+
+long qrun_reap(struct rds *r, long lease_s)
+{
+    char deadline[32], slots[16];
+    snprintf(deadline, sizeof(deadline), "%lld", qrun_now_ms() - lease_s * 1000);
+    snprintf(slots, sizeof(slots), "%d", QRUN_MAX_SLOTS);
+    const char *args[] = {QRUN_RUNNERS, deadline, slots};
+    return int_reply(rds_eval(r, &reap_script, 1, 3, args, NULL));
+}
+
+int qrun_unregister(struct rds *r, const char *id)
+{
+    char hkey[256];
+    if (qrun_runner_key(hkey, sizeof(hkey), id) != 0)
+        return -1;
+    long a = int_reply(rds_command(r, "ZREM %s %s", QRUN_RUNNERS, id));
+    long b = int_reply(rds_command(r, "DEL %s", hkey));
+    return a < 0 || b < 0 ? -1 : 0;
+}

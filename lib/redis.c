@@ -1,0 +1,290 @@
+#include "redis.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "conf.h"
+#include "log.h"
+#include "mem.h"
+
+#define BACKOFF_MIN 0.05
+#define BACKOFF_MAX 2.0
+
+static double mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int parse_db(const char *s, int *db)
+{
+    long v;
+    if (conf_parse_long(s, 0, 1000000, &v) != 0)
+        return -1;
+    *db = (int)v;
+    return 0;
+}
+
+int rds_init(struct rds *r, const char *url, int timeout_ms, char *err, size_t errlen)
+{
+    memset(r, 0, sizeof(*r));
+    r->timeout_ms = timeout_ms;
+    r->backoff = BACKOFF_MIN;
+    if (strncmp(url, "unix://", 7) == 0) {
+        const char *p = url + 7;
+        const char *q = strchr(p, '?');
+        if (*p != '/')
+            goto bad;
+        r->path = q ? xstrndup(p, (size_t)(q - p)) : xstrdup(p);
+        if (q != NULL) {
+            if (strncmp(q + 1, "db=", 3) != 0 || parse_db(q + 4, &r->db) != 0)
+                goto bad;
+        }
+        return 0;
+    }
+    if (strncmp(url, "redis://", 8) == 0) {
+        const char *p = url + 8;
+        const char *at = strrchr(p, '@');
+        const char *slash = strchr(at ? at : p, '/');
+        if (at != NULL) {
+            const char *colon = memchr(p, ':', (size_t)(at - p));
+            if (colon == NULL)
+                goto bad;
+            r->password = xstrndup(colon + 1, (size_t)(at - colon - 1));
+            p = at + 1;
+        }
+        const char *end = slash ? slash : p + strlen(p);
+        const char *colon = memchr(p, ':', (size_t)(end - p));
+        r->host = xstrndup(p, (size_t)((colon ? colon : end) - p));
+        r->port = 6379;
+        if (colon != NULL) {
+            char port[16];
+            long v;
+            size_t n = (size_t)(end - colon - 1);
+            if (n == 0 || n >= sizeof(port))
+                goto bad;
+            memcpy(port, colon + 1, n);
+            port[n] = '\0';
+            if (conf_parse_long(port, 1, 65535, &v) != 0)
+                goto bad;
+            r->port = (int)v;
+        }
+        if (r->host[0] == '\0')
+            goto bad;
+        if (slash != NULL && slash[1] != '\0' && parse_db(slash + 1, &r->db) != 0)
+            goto bad;
+        return 0;
+    }
+bad:
+    snprintf(err, errlen, "expected unix:///path[?db=N] or redis://[:password@]host[:port][/db]");
+    rds_free(r);
+    return -1;
+}
+
+void rds_free(struct rds *r)
+{
+    rds_disconnect(r);
+    free(r->path);
+    free(r->host);
+    free(r->password);
+    r->path = r->host = r->password = NULL;
+}
+
+void rds_disconnect(struct rds *r)
+{
+    if (r->c != NULL) {
+        redisFree(r->c);
+        r->c = NULL;
+    }
+}
+
+static void set_err(struct rds *r, int reply_err, const char *what)
+{
+    r->reply_err = reply_err;
+    snprintf(r->err, sizeof(r->err), "%s", what);
+}
+
+/* Drop the connection after an I/O error; the next call reconnects. */
+static void io_failed(struct rds *r)
+{
+    set_err(r, 0, r->c && r->c->errstr[0] ? r->c->errstr : "connection lost");
+    rds_disconnect(r);
+}
+
+static int setup(struct rds *r)
+{
+    redisReply *rep;
+    if (r->password != NULL) {
+        rep = redisCommand(r->c, "AUTH %s", r->password);
+        if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+            set_err(r, 0, rep ? "AUTH refused" : "connection lost during AUTH");
+            freeReplyObject(rep);
+            return -1;
+        }
+        freeReplyObject(rep);
+    }
+    if (r->db != 0) {
+        rep = redisCommand(r->c, "SELECT %d", r->db);
+        if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+            set_err(r, 0, rep ? "SELECT refused" : "connection lost during SELECT");
+            freeReplyObject(rep);
+            return -1;
+        }
+        freeReplyObject(rep);
+    }
+    return 0;
+}
+
+int rds_connect(struct rds *r)
+{
+    if (r->c != NULL)
+        return 0;
+    double now = mono_now();
+    if (now < r->next_try) {
+        if (r->err[0] == '\0')
+            set_err(r, 0, "Redis unavailable");
+        return -1;
+    }
+    struct timeval tv = {r->timeout_ms / 1000, (r->timeout_ms % 1000) * 1000};
+    r->c = r->path ? redisConnectUnixWithTimeout(r->path, tv)
+                   : redisConnectWithTimeout(r->host, r->port, tv);
+    if (r->c == NULL || r->c->err != 0 || redisSetTimeout(r->c, tv) != REDIS_OK ||
+        setup(r) != 0) {
+        if (r->c != NULL && r->c->err != 0)
+            set_err(r, 0, r->c->errstr);
+        rds_disconnect(r);
+        r->next_try = now + r->backoff;
+        r->backoff = r->backoff * 2 > BACKOFF_MAX ? BACKOFF_MAX : r->backoff * 2;
+        return -1;
+    }
+    r->backoff = BACKOFF_MIN;
+    r->next_try = 0;
+    r->err[0] = '\0';
+    return 0;
+}
+
+void rds_backoff_wait(struct rds *r)
+{
+    double wait = r->next_try - mono_now();
+    if (wait <= 0)
+        wait = BACKOFF_MIN;
+    struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        break; /* a signal (shutdown) cuts the wait short */
+}
+
+/* Turn a raw hiredis result into our convention. */
+static redisReply *checked(struct rds *r, void *raw)
+{
+    redisReply *rep = raw;
+    if (rep == NULL) {
+        io_failed(r);
+        return NULL;
+    }
+    if (rep->type == REDIS_REPLY_ERROR) {
+        set_err(r, 1, rep->str);
+        freeReplyObject(rep);
+        return NULL;
+    }
+    return rep;
+}
+
+redisReply *rds_command(struct rds *r, const char *fmt, ...)
+{
+    if (rds_connect(r) != 0)
+        return NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    void *raw = redisvCommand(r->c, fmt, ap);
+    va_end(ap);
+    return checked(r, raw);
+}
+
+redisReply *rds_argv(struct rds *r, int argc, const char **argv, const size_t *argvlen)
+{
+    if (rds_connect(r) != 0)
+        return NULL;
+    return checked(r, redisCommandArgv(r->c, argc, argv, argvlen));
+}
+
+int rds_append(struct rds *r, const char *fmt, ...)
+{
+    if (rds_connect(r) != 0)
+        return -1;
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = redisvAppendCommand(r->c, fmt, ap);
+    va_end(ap);
+    return rc == REDIS_OK ? 0 : -1;
+}
+
+int rds_append_argv(struct rds *r, int argc, const char **argv, const size_t *argvlen)
+{
+    if (rds_connect(r) != 0)
+        return -1;
+    return redisAppendCommandArgv(r->c, argc, argv, argvlen) == REDIS_OK ? 0 : -1;
+}
+
+redisReply *rds_reply(struct rds *r)
+{
+    if (r->c == NULL) {
+        set_err(r, 0, "connection lost");
+        return NULL;
+    }
+    void *raw = NULL;
+    if (redisGetReply(r->c, &raw) != REDIS_OK)
+        raw = NULL;
+    return checked(r, raw);
+}
+
+/* SHA1 of the script as Redis computes it, learnt from SCRIPT LOAD. */
+static int load_script(struct rds *r, struct rds_script *s)
+{
+    redisReply *rep = rds_command(r, "SCRIPT LOAD %s", s->src);
+    if (rep == NULL)
+        return -1;
+    int ok = rep->type == REDIS_REPLY_STRING && rep->len == 40;
+    if (ok)
+        memcpy(s->sha, rep->str, 41);
+    freeReplyObject(rep);
+    return ok ? 0 : -1;
+}
+
+redisReply *rds_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs,
+                     const char **args, const size_t *lens)
+{
+    enum { MAXARGS = 16 };
+    const char *argv[MAXARGS + 3];
+    size_t argvlen[MAXARGS + 3];
+    char nk[16];
+    if (nargs > MAXARGS) {
+        set_err(r, 1, "too many script arguments");
+        return NULL;
+    }
+    if (s->sha[0] == '\0' && load_script(r, s) != 0)
+        return NULL;
+    int n = snprintf(nk, sizeof(nk), "%d", nkeys);
+    argv[0] = "EVALSHA";
+    argvlen[0] = 7;
+    argv[1] = s->sha;
+    argvlen[1] = 40;
+    argv[2] = nk;
+    argvlen[2] = (size_t)n;
+    for (int i = 0; i < nargs; i++) {
+        argv[i + 3] = args[i];
+        argvlen[i + 3] = lens ? lens[i] : strlen(args[i]);
+    }
+    redisReply *rep = rds_argv(r, nargs + 3, argv, argvlen);
+    if (rep == NULL && r->reply_err && strncmp(r->err, "NOSCRIPT", 8) == 0) {
+        if (load_script(r, s) != 0)
+            return NULL;
+        rep = rds_argv(r, nargs + 3, argv, argvlen);
+    }
+    return rep;
+}

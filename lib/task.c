@@ -1,0 +1,134 @@
+#include "task.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+const struct task_def *task_find(const char *name)
+{
+    for (const struct task_def *t = task_registry; t->name != NULL; t++) {
+        if (strcmp(t->name, name) == 0)
+            return t;
+        const char *dot = strrchr(t->name, '.');
+        if (dot != NULL && strncmp(t->name, "tasks.", 6) == 0 && strcmp(dot + 1, name) == 0)
+            return t;
+    }
+    return NULL;
+}
+
+/* Split "x y" into names; returns the count. */
+static size_t param_names(const char *params, const char *name[TASK_MAX_PARAMS],
+                          size_t len[TASK_MAX_PARAMS])
+{
+    size_t n = 0;
+    const char *p = params;
+    while (*p != '\0' && n < TASK_MAX_PARAMS) {
+        while (*p == ' ')
+            p++;
+        if (*p == '\0')
+            break;
+        const char *e = strchr(p, ' ');
+        size_t l = e ? (size_t)(e - p) : strlen(p);
+        name[n] = p;
+        len[n++] = l;
+        p += l;
+    }
+    return n;
+}
+
+static const char *short_name(const struct task_def *t)
+{
+    const char *dot = strrchr(t->name, '.');
+    return dot ? dot + 1 : t->name;
+}
+
+int task_bind(const struct task_def *t, json_t *args, json_t *kwargs,
+              json_t *arg[TASK_MAX_PARAMS], char *err, size_t errlen, const char **where)
+{
+    const char *name[TASK_MAX_PARAMS];
+    size_t len[TASK_MAX_PARAMS];
+    size_t n = param_names(t->params, name, len);
+    size_t nargs = json_array_size(args);
+    memset(arg, 0, sizeof(json_t *) * TASK_MAX_PARAMS);
+    *where = "args";
+    if (nargs > n) {
+        snprintf(err, errlen, "%s() takes %zu positional argument%s but %zu %s given",
+                 short_name(t), n, n == 1 ? "" : "s", nargs, nargs == 1 ? "was" : "were");
+        return -1;
+    }
+    for (size_t i = 0; i < nargs; i++)
+        arg[i] = json_array_get(args, i);
+    const char *key;
+    json_t *val;
+    json_object_foreach(kwargs, key, val) {
+        size_t i = 0;
+        while (i < n && !(strlen(key) == len[i] && memcmp(key, name[i], len[i]) == 0))
+            i++;
+        *where = key;
+        if (i == n) {
+            snprintf(err, errlen, "%s() got an unexpected keyword argument '%s'", short_name(t),
+                     key);
+            return -1;
+        }
+        if (arg[i] != NULL) {
+            snprintf(err, errlen, "%s() got multiple values for argument '%s'", short_name(t),
+                     key);
+            return -1;
+        }
+        arg[i] = val;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (arg[i] == NULL) {
+            *where = name[i];
+            snprintf(err, errlen, "%s() missing required argument: '%.*s'", short_name(t),
+                     (int)len[i], name[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int task_run(const struct task_def *t, json_t *const *arg, struct task_ctx *ctx)
+{
+    memset(ctx, 0, sizeof(*ctx));
+    int rc = t->fn(arg, ctx);
+    if (rc != 0 && ctx->exc_type[0] == '\0')
+        task_fail(ctx, "RuntimeError", "builtins", "task failed");
+    if (rc == 0 && ctx->result == NULL)
+        ctx->result = json_null();
+    return rc == 0 ? 0 : -1;
+}
+
+int task_ok(struct task_ctx *ctx, json_t *result)
+{
+    ctx->result = result ? result : json_null();
+    return 0;
+}
+
+int task_fail(struct task_ctx *ctx, const char *type, const char *module, const char *fmt, ...)
+{
+    snprintf(ctx->exc_type, sizeof(ctx->exc_type), "%s", type);
+    snprintf(ctx->exc_module, sizeof(ctx->exc_module), "%s", module);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->message, sizeof(ctx->message), fmt, ap);
+    va_end(ap);
+    json_decref(ctx->result);
+    ctx->result = NULL;
+    return -1;
+}
+
+int task_number(json_t *v, double *d, int *is_int)
+{
+    if (json_is_integer(v)) {
+        *d = (double)json_integer_value(v);
+        *is_int = 1;
+        return 0;
+    }
+    if (json_is_real(v)) {
+        *d = json_real_value(v);
+        *is_int = 0;
+        return 0;
+    }
+    return -1;
+}

@@ -1,0 +1,64 @@
+#ifndef TASK_H
+#define TASK_H
+
+#include <jansson.h>
+#include <stddef.h>
+
+/* Tasks written in C, and the binding of a Celery call's args and kwargs to
+ * a task's parameters, the way Python binds them (so a bad call fails the
+ * same way for our runner, a Python worker, and the HTTP route's 422).
+ *
+ * Adding a task is one function and one line in the registry (tasks.c):
+ *
+ *   static int add(json_t *const *arg, struct task_ctx *ctx)
+ *   {
+ *       ...
+ *       return task_ok(ctx, json_integer(x + y));
+ *   }
+ *   {"tasks.add", "x y", add},
+ *
+ * A task returns task_ok(ctx, result) or task_fail(ctx, "ValueError",
+ * "builtins", "..."): the exception Python clients will see raised. */
+
+#define TASK_MAX_PARAMS 8
+
+struct task_ctx {
+    json_t *result; /* set by task_ok (owned) */
+    char exc_type[64];
+    char exc_module[64];
+    char message[512];
+};
+
+typedef int task_fn(json_t *const *arg, struct task_ctx *ctx);
+
+struct task_def {
+    const char *name;   /* full Celery name, "tasks.add" */
+    const char *params; /* parameter names, space-separated: "x y" */
+    task_fn *fn;
+};
+
+/* The registry (tasks.c), ended by a {NULL} entry. */
+extern const struct task_def task_registry[];
+
+/* Look up "tasks.add", or the short "add" for a task of module "tasks". */
+const struct task_def *task_find(const char *name);
+
+/* Bind args (array) and kwargs (object, may be NULL) to t's parameters:
+ * arg[i] borrowed from them. Returns 0, or -1 with a Python-style TypeError
+ * message in err and, in *where, what was wrong: "args" or the kwarg's name
+ * (a pointer into t->params or kwargs, valid while they are). */
+int task_bind(const struct task_def *t, json_t *args, json_t *kwargs,
+              json_t *arg[TASK_MAX_PARAMS], char *err, size_t errlen, const char **where);
+
+/* Run t with a bound call; returns 0 (ctx->result set) or -1 (exception set). */
+int task_run(const struct task_def *t, json_t *const *arg, struct task_ctx *ctx);
+
+int task_ok(struct task_ctx *ctx, json_t *result); /* steals result */
+int task_fail(struct task_ctx *ctx, const char *type, const char *module, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* A number argument as a double and whether it is an integer; -1 if it is
+ * not a number (bools are not numbers here, unlike Python). */
+int task_number(json_t *v, double *d, int *is_int);
+
+#endif

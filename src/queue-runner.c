@@ -1,0 +1,472 @@
+/* queue-runner: runs Celery tasks written in C, from Redis.
+ *
+ *   queue-runner [-c N] [-Q queue[,queue...]] [-n NAME]
+ *
+ * A supervisor process forks N worker processes. Each worker claims one
+ * message at a time into its own in-flight list (see qrun.h), stores STARTED,
+ * runs the task from the registry (task.h), and stores the result and drops
+ * the claim in one atomic step: at-least-once, and never a second result.
+ * The supervisor keeps the runner's heartbeat, puts back the task of a worker
+ * that died and forks a new one, and puts back the tasks of other runners
+ * that stopped beating (killed hosts). SIGTERM/SIGINT: stop claiming, let
+ * running tasks finish (up to RUNNER_DRAIN s), put the rest back, exit 0.
+ *
+ * Settings (environment): REDIS_URL, LOG_LEVEL, RESULT_EXPIRES (s),
+ * RUNNER_LEASE (s), RUNNER_DRAIN (s). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "celery.h"
+#include "conf.h"
+#include "log.h"
+#include "mem.h"
+#include "qrun.h"
+#include "redis.h"
+#include "task.h"
+
+#define MAX_QUEUES 8
+#define IDLE_BLOCK 0.2 /* s a worker blocks on its first queue between scans */
+
+static struct {
+    char *redis_url;
+    int log_level;
+    long result_ttl, lease, drain;
+    long concurrency;
+    char *queues; /* "a,b" as given */
+    char *queue[MAX_QUEUES];
+    int nqueue;
+    char id[160];
+    char host[64];
+} cfg;
+
+static const char *const level_names[] = {"DEBUG", "INFO", "WARNING", "ERROR", NULL};
+static const enum log_level level_values[] = {LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARNING,
+                                              LOG_LVL_ERROR};
+
+static volatile sig_atomic_t stopping;
+static void on_stop(int sig)
+{
+    (void)sig;
+    stopping = 1;
+}
+
+static double mono(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static void nap(double s)
+{
+    struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
+    nanosleep(&ts, NULL); /* a signal cuts it short: that is wanted */
+}
+
+/* ---- worker ---------------------------------------------------------- */
+
+struct worker {
+    int slot;
+    struct rds r;
+    char inflight[256];
+    const char *keys[MAX_QUEUES * 4]; /* queue lists, priority-major */
+    int nkeys;
+    struct buf meta;
+    int down; /* Redis unreachable: warn once per outage */
+};
+
+/* Wait for Redis when it is down, warning once per outage. */
+static void redis_trouble(struct worker *w, const char *what)
+{
+    if (!w->down)
+        log_warn("worker %d: %s: %s; retrying", w->slot, what, w->r.err);
+    w->down = 1;
+    rds_backoff_wait(&w->r);
+}
+
+static void redis_ok(struct worker *w)
+{
+    if (w->down)
+        log_info("worker %d: Redis is back", w->slot);
+    w->down = 0;
+}
+
+/* Store the final meta and drop the claim; retried until Redis takes it
+ * (the result is only in this process's memory until then). */
+static void finish(struct worker *w, const char *msg, size_t len, const char *id,
+                   const char *meta)
+{
+    char key[sizeof(CEL_META_PREFIX) + CEL_ID_MAX];
+    snprintf(key, sizeof(key), CEL_META_PREFIX "%s", id ? id : "-");
+    for (;;) {
+        int rc = qrun_finish(&w->r, w->inflight, msg, len, key, meta, cfg.result_ttl);
+        if (rc >= 0) {
+            redis_ok(w);
+            if (rc == 2)
+                log_warn("Task %s: claim lost (lease expired; another runner has it): "
+                         "result dropped", id ? id : "?");
+            return;
+        }
+        if (w->r.reply_err) {
+            log_err("storing the result of %s: %s", id ? id : "?", w->r.err);
+            return;
+        }
+        redis_trouble(w, "storing a result");
+    }
+}
+
+static void run_message(struct worker *w, const char *msg, size_t len)
+{
+    struct cel_msg m;
+    char err[256];
+    json_t *result = NULL;
+    const char *status = CEL_SUCCESS;
+    double t0 = mono();
+
+    if (cel_parse(&m, msg, len, err, sizeof(err)) != 0) {
+        log_err("rejected message %s: %s", m.id ? m.id : "(no id)", err);
+        if (m.id != NULL) {
+            result = cel_exc("ContentDisallowed", "kombu.exceptions", err);
+            status = CEL_FAILURE;
+        }
+    } else {
+        const struct task_def *t = task_find(m.task);
+        json_t *arg[TASK_MAX_PARAMS];
+        const char *where;
+        struct task_ctx ctx = {0};
+        if (t == NULL || strcmp(t->name, m.task) != 0) {
+            log_err("Received unregistered task of type '%s' (id %s)", m.task, m.id);
+            result = cel_exc("NotRegistered", "celery.exceptions", m.task);
+            status = CEL_FAILURE;
+        } else if (task_bind(t, m.args, m.kwargs, arg, err, sizeof(err), &where) != 0) {
+            result = cel_exc("TypeError", "builtins", err);
+            status = CEL_FAILURE;
+        } else {
+            /* STARTED (Celery's task_track_started), with who runs it. */
+            char key[sizeof(CEL_META_PREFIX) + CEL_ID_MAX];
+            snprintf(key, sizeof(key), CEL_META_PREFIX "%s", m.id);
+            json_t *who = json_pack("{s:i,s:s}", "pid", (int)getpid(), "hostname", cfg.id);
+            buf_clear(&w->meta);
+            cel_meta(&w->meta, CEL_STARTED, who, NULL, m.id, m.task);
+            json_decref(who);
+            while (qrun_store_state(&w->r, key, w->meta.data, cfg.result_ttl) != 0 &&
+                   !w->r.reply_err)
+                redis_trouble(w, "storing STARTED");
+            if (task_run(t, arg, &ctx) == 0) {
+                result = ctx.result;
+            } else {
+                result = cel_exc(ctx.exc_type, ctx.exc_module, ctx.message);
+                status = CEL_FAILURE;
+            }
+        }
+    }
+    buf_clear(&w->meta);
+    if (m.id != NULL && !m.ignore_result)
+        cel_meta(&w->meta, status, result, NULL, m.id, m.task);
+    finish(w, msg, len, m.id, w->meta.len ? w->meta.data : NULL);
+
+    if (m.id != NULL && log_enabled(LOG_LVL_INFO)) {
+        if (strcmp(status, CEL_SUCCESS) == 0) {
+            char *r = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
+            log_info("Task %s[%s] succeeded in %.6fs: %.200s", m.task, m.id, mono() - t0,
+                     r ? r : "?");
+            free(r);
+        } else {
+            const char *ty = json_string_value(json_object_get(result, "exc_type"));
+            const char *ms =
+                json_string_value(json_array_get(json_object_get(result, "exc_message"), 0));
+            log_info("Task %s[%s] failed: %s('%s')", m.task ? m.task : "?", m.id, ty ? ty : "?",
+                     ms ? ms : "");
+        }
+    }
+    json_decref(result);
+    cel_msg_free(&m);
+}
+
+static int worker_main(int slot)
+{
+    struct worker w = {.slot = slot};
+    char err[128];
+    if (rds_init(&w.r, cfg.redis_url, 5000, err, sizeof(err)) != 0)
+        return 1;
+    qrun_inflight_key(w.inflight, sizeof(w.inflight), cfg.id, slot);
+    /* Priority-major, like kombu: every queue's band 0 before any band 3. */
+    static const int bands[] = {0, 3, 6, 9};
+    char *names[MAX_QUEUES * 4];
+    for (int b = 0; b < 4; b++) {
+        for (int q = 0; q < cfg.nqueue; q++) {
+            char k[CEL_QUEUE_MAX + 8];
+            cel_queue_key(k, sizeof(k), cfg.queue[q], bands[b]);
+            names[w.nkeys] = xstrdup(k);
+            w.keys[w.nkeys] = names[w.nkeys];
+            w.nkeys++;
+        }
+    }
+
+    while (!stopping) {
+        char *msg = NULL;
+        size_t len = 0;
+        int from = 0;
+        int rc = qrun_claim(&w.r, w.inflight, w.keys, w.nkeys, &msg, &len, &from);
+        if (rc == 0 && !stopping)
+            rc = qrun_claim_wait(&w.r, w.inflight, w.keys[0], IDLE_BLOCK, &msg, &len);
+        if (rc < 0) {
+            if (stopping)
+                break;
+            redis_trouble(&w, "claiming");
+            continue;
+        }
+        redis_ok(&w);
+        if (rc == 0)
+            continue;
+        if (stopping) { /* claimed, not started: the supervisor puts it back */
+            free(msg);
+            break;
+        }
+        run_message(&w, msg, len);
+        free(msg);
+    }
+    for (int i = 0; i < w.nkeys; i++)
+        free(names[i]);
+    buf_free(&w.meta);
+    rds_free(&w.r);
+    return 0;
+}
+
+/* ---- supervisor ------------------------------------------------------ */
+
+static pid_t *child;
+
+static pid_t spawn(int slot)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_err("fork: %s", strerror(errno));
+        return -1;
+    }
+    if (pid > 0)
+        return pid;
+    /* Die with the supervisor: a kill -9 of the runner must not leave
+     * workers claiming tasks nobody watches. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(1);
+    signal(SIGINT, SIG_IGN); /* Ctrl-C reaches the whole group; the supervisor decides */
+    free(child);
+    child = NULL;
+    int rc = worker_main(slot);
+    free(cfg.redis_url);
+    free(cfg.queues);
+    for (int i = 0; i < cfg.nqueue; i++)
+        free(cfg.queue[i]);
+    _exit(rc);
+}
+
+/* Put back what a gone worker held; Redis may be down, so keep trying
+ * (the message stays safe in the in-flight list meanwhile). */
+static void requeue_slot(struct rds *r, int slot)
+{
+    char key[256];
+    qrun_inflight_key(key, sizeof(key), cfg.id, slot);
+    for (int tries = 0; tries < 50; tries++) {
+        long n = qrun_requeue(r, key);
+        if (n >= 0) {
+            if (n > 0)
+                log_warn("worker %d: put %ld unfinished task(s) back in the queue", slot, n);
+            return;
+        }
+        rds_backoff_wait(r);
+    }
+    log_err("worker %d: could not put its task back (%s); another runner will after the "
+            "lease expires", slot, r->err);
+}
+
+static int usage(const char *prog)
+{
+    fprintf(stderr, "usage: %s [-c CONCURRENCY] [-Q QUEUE[,QUEUE...]] [-n NAME]\n", prog);
+    return 2;
+}
+
+static int parse_queues(void)
+{
+    const char *p = cfg.queues;
+    for (;;) {
+        size_t n = strcspn(p, ",");
+        if (n == 0 || n > 100 || cfg.nqueue == MAX_QUEUES)
+            return -1;
+        cfg.queue[cfg.nqueue++] = xstrndup(p, n);
+        if (p[n] == '\0')
+            return 0;
+        p += n + 1;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    log_init("queue-runner", LOG_LVL_INFO);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    const struct conf_entry conf[] = {
+        {"REDIS_URL", CONF_STR, NULL, &cfg.redis_url, 0, 0, NULL},
+        {"LOG_LEVEL", CONF_ENUM, "INFO", &cfg.log_level, 0, 0, level_names},
+        {"RESULT_EXPIRES", CONF_INT, "86400", &cfg.result_ttl, 1, 365L * 86400, NULL},
+        {"RUNNER_LEASE", CONF_INT, "10", &cfg.lease, 2, 3600, NULL},
+        {"RUNNER_DRAIN", CONF_INT, "30", &cfg.drain, 0, 86400, NULL},
+    };
+    char err[256];
+    if (conf_load(conf, sizeof(conf) / sizeof(conf[0]), err, sizeof(err)) != 0) {
+        log_err("conf: %s", err);
+        return 1;
+    }
+    log_init("queue-runner", level_values[cfg.log_level]);
+    cfg.concurrency = ncpu > 0 ? ncpu : 1;
+    const char *name = NULL;
+    char *queues = NULL;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:Q:n:")) != -1) {
+        switch (opt) {
+        case 'c':
+            if (conf_parse_long(optarg, 1, QRUN_MAX_SLOTS, &cfg.concurrency) != 0) {
+                log_err("-c: expected a number of worker processes in 1..%d, got '%s'",
+                        QRUN_MAX_SLOTS, optarg);
+                return 2;
+            }
+            break;
+        case 'Q': queues = optarg; break;
+        case 'n': name = optarg; break;
+        default: return usage(argv[0]);
+        }
+    }
+    if (optind != argc)
+        return usage(argv[0]);
+    cfg.queues = xstrdup(queues ? queues : "celery");
+    if (parse_queues() != 0) {
+        log_err("-Q: expected 1..%d comma-separated queue names, got '%s'", MAX_QUEUES,
+                cfg.queues);
+        return 2;
+    }
+    struct rds r;
+    if (rds_init(&r, cfg.redis_url, 2000, err, sizeof(err)) != 0) {
+        log_err("conf: REDIS_URL: %s", err);
+        return 1;
+    }
+    if (gethostname(cfg.host, sizeof(cfg.host)) != 0)
+        snprintf(cfg.host, sizeof(cfg.host), "localhost");
+    cfg.host[sizeof(cfg.host) - 1] = '\0';
+    char rnd[37];
+    cel_uuid(rnd);
+    snprintf(cfg.id, sizeof(cfg.id), "%.64s@%.64s:%ld:%.8s", name ? name : "runner", cfg.host,
+             (long)getpid(), rnd);
+
+    struct sigaction sa = {0};
+    sa.sa_handler = on_stop;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Register before the first claim, so a runner killed right after
+     * starting is still reaped. Redis may be down at start: wait for it. */
+    long long started = qrun_now_ms();
+    while (!stopping && qrun_heartbeat(&r, cfg.id, cfg.host, (long)getpid(), cfg.queues,
+                                       (int)cfg.concurrency, started, cfg.lease) < 0) {
+        log_warn("Redis at %s: %s; retrying", cfg.redis_url, r.err);
+        rds_backoff_wait(&r);
+    }
+
+    child = xcalloc((size_t)cfg.concurrency, sizeof(pid_t));
+    for (int i = 0; i < cfg.concurrency && !stopping; i++)
+        child[i] = spawn(i);
+    log_info("ready: runner=%s queues=%s concurrency=%ld lease=%lds", cfg.id, cfg.queues,
+             cfg.concurrency, cfg.lease);
+
+    double next_beat = 0, drain_deadline = 0;
+    int killed = 0, live = (int)cfg.concurrency, down = 0;
+    while (live > 0) {
+        if (stopping && drain_deadline == 0) {
+            log_info("stopping: finishing running tasks (up to %lds)", cfg.drain);
+            drain_deadline = mono() + (double)cfg.drain;
+            for (int i = 0; i < cfg.concurrency; i++)
+                if (child[i] > 0)
+                    kill(child[i], SIGTERM);
+        }
+        if (stopping && !killed && mono() >= drain_deadline) {
+            log_warn("drain deadline passed: stopping the workers still running; their tasks "
+                     "go back to the queue");
+            for (int i = 0; i < cfg.concurrency; i++)
+                if (child[i] > 0)
+                    kill(child[i], SIGKILL);
+            killed = 1;
+        }
+        int st;
+        pid_t pid;
+        while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+            int slot = -1;
+            for (int i = 0; i < cfg.concurrency; i++)
+                if (child[i] == pid)
+                    slot = i;
+            if (slot < 0)
+                continue;
+            child[slot] = 0;
+            live--;
+            if (!stopping) {
+                if (WIFSIGNALED(st))
+                    log_warn("worker %d (pid %ld) killed by signal %d", slot, (long)pid,
+                             WTERMSIG(st));
+                else
+                    log_warn("worker %d (pid %ld) exited with %d", slot, (long)pid,
+                             WEXITSTATUS(st));
+            }
+            requeue_slot(&r, slot);
+            if (!stopping) {
+                child[slot] = spawn(slot);
+                if (child[slot] > 0)
+                    live++;
+            }
+        }
+        if (!stopping && mono() >= next_beat) {
+            next_beat = mono() + 1.0;
+            int hb = qrun_heartbeat(&r, cfg.id, cfg.host, (long)getpid(), cfg.queues,
+                                    (int)cfg.concurrency, started, cfg.lease);
+            if (hb < 0) {
+                if (!down)
+                    log_warn("heartbeat: Redis: %s; retrying", r.err);
+                down = 1;
+            } else {
+                if (down)
+                    log_info("heartbeat: Redis is back");
+                down = 0;
+                if (hb == 1)
+                    log_warn("this runner had been given up as dead (no heartbeat for %lds); "
+                             "results of tasks it was running are dropped, the tasks run again",
+                             cfg.lease);
+                long n = qrun_reap(&r, cfg.lease);
+                if (n > 0)
+                    log_warn("put back %ld task(s) of runner(s) with no heartbeat for %lds", n,
+                             cfg.lease);
+            }
+        }
+        if (live > 0)
+            nap(0.05);
+    }
+    for (int i = 0; i < cfg.concurrency; i++)
+        requeue_slot(&r, i);
+    if (qrun_unregister(&r, cfg.id) != 0)
+        log_warn("unregister: %s", r.err);
+    log_info("stopped");
+    free(child);
+    rds_free(&r);
+    free(cfg.redis_url);
+    free(cfg.queues);
+    for (int i = 0; i < cfg.nqueue; i++)
+        free(cfg.queue[i]);
+    return 0;
+}
