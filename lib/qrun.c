@@ -5,6 +5,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "buf.h"
+#include "celery.h"
 #include "mem.h"
 
 long long qrun_now_ms(void)
@@ -230,4 +232,33 @@ int qrun_unregister(struct rds *r, const char *id)
     long a = int_reply(rds_command(r, "ZREM %s %s", QRUN_RUNNERS, id));
     long b = int_reply(rds_command(r, "DEL %s", hkey));
     return a < 0 || b < 0 ? -1 : 0;
+}
+
+int qrun_submit(struct rds *r, const char *name, const char *id, json_t *args, json_t *kwargs,
+                const char *queue, int priority, long ttl)
+{
+    char qkey[CEL_QUEUE_MAX + 8], mkey[sizeof(CEL_META_PREFIX) + CEL_ID_MAX];
+    if (cel_queue_key(qkey, sizeof(qkey), queue, priority) != 0 || !cel_id_valid(id))
+        return -1;
+    snprintf(mkey, sizeof(mkey), CEL_META_PREFIX "%s", id);
+    struct buf msg = {0}, meta = {0};
+    cel_message(&msg, name, id, args, kwargs, queue, priority);
+    cel_meta(&meta, CEL_PENDING, NULL, NULL, id, name);
+    int rc = -1;
+    if (rds_append(r, "MULTI") == 0 &&
+        rds_append(r, "SET %s %b EX %ld", mkey, meta.data, meta.len, ttl) == 0 &&
+        rds_append(r, "LPUSH %s %b", qkey, msg.data, msg.len) == 0 && rds_append(r, "EXEC") == 0) {
+        rc = 0;
+        for (int i = 0; i < 4; i++) {
+            redisReply *rep = rds_reply(r);
+            if (rep == NULL)
+                rc = -1;
+            else if (i == 3 && rep->type != REDIS_REPLY_ARRAY)
+                rc = -1; /* EXEC aborted */
+            freeReplyObject(rep);
+        }
+    }
+    buf_free(&msg);
+    buf_free(&meta);
+    return rc;
 }

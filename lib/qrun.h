@@ -1,6 +1,7 @@
 #ifndef QRUN_H
 #define QRUN_H
 
+#include <jansson.h>
 #include <stddef.h>
 
 #include "redis.h"
@@ -69,6 +70,12 @@ long qrun_reap(struct rds *r, long lease_s);
 
 /* Forget runner id (clean exit: its lists are already empty). */
 int qrun_unregister(struct rds *r, const char *id);
+
+/* Enqueue a Celery task message (cel_message) for task `name` under `id`,
+ * and store its PENDING meta (TTL ttl) in the same MULTI, so the id is known
+ * from the moment it is queued. args/kwargs borrowed. Returns 0 or -1. */
+int qrun_submit(struct rds *r, const char *name, const char *id, json_t *args, json_t *kwargs,
+                const char *queue, int priority, long ttl);
 
 long long qrun_now_ms(void);
 

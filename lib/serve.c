@@ -12,11 +12,8 @@
 
 extern char **environ;
 
-static struct {
-    int log_level; /* index into level_names */
-    long max_body;
-    char *prefix;
-} cfg;
+struct serve_settings serve_cfg;
+#define cfg serve_cfg /* short name inside this file */
 
 static const char *const level_names[] = {"DEBUG", "INFO", "WARNING", "ERROR", NULL};
 static const enum log_level level_values[] = {LOG_LVL_DEBUG, LOG_LVL_INFO, LOG_LVL_WARNING,
@@ -110,12 +107,7 @@ static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
         else
             handler(&rq, &rs);
     }
-    if (rs.status == 0) {
-        log_err("handler set no status for %s %s", rq.method, rq.target);
-        http_error(&rs, 500, NULL);
-    } else if (rs.status >= 400 && rs.body.len == 0) {
-        http_error(&rs, rs.status, NULL);
-    }
+    serve_complete(&rq, &rs);
 
     io_drain(io);
     http_resp_format(&rq, &rs, &out);
@@ -133,8 +125,8 @@ static void log_request(void)
         log_info("%s %.3fms request_id=%s", logline.data, now_ms() - t_start, rq.request_id);
 }
 
-int serve_main(int argc, char **argv, const char *name, const struct conf_entry *conf,
-               size_t nconf, http_handler_fn *handler)
+int serve_setup(int argc, char **argv, const char *name, const struct conf_entry *conf,
+                size_t nconf, int *exit_code)
 {
     char default_prefix[128];
     snprintf(default_prefix, sizeof(default_prefix), "/api/%s", name);
@@ -148,7 +140,8 @@ int serve_main(int argc, char **argv, const char *name, const struct conf_entry 
     if (conf_load(common, sizeof(common) / sizeof(common[0]), err, sizeof(err)) != 0 ||
         (conf != NULL && conf_load(conf, nconf, err, sizeof(err)) != 0)) {
         log_err("conf: %s", err);
-        return 1;
+        *exit_code = 1;
+        return -1;
     }
     log_init(name, level_values[cfg.log_level]);
     if (argc > 1) { /* --check: the settings are read, and good */
@@ -156,8 +149,29 @@ int serve_main(int argc, char **argv, const char *name, const struct conf_entry 
         if (!check)
             log_err("usage: %s [--check] (run by lighttpd as FastCGI, or as CGI)", argv[0]);
         free(cfg.prefix);
-        return check ? 0 : 2;
+        cfg.prefix = NULL;
+        *exit_code = check ? 0 : 2;
+        return -1;
     }
+    return 0;
+}
+
+void serve_complete(const struct http_req *req, struct http_resp *resp)
+{
+    if (resp->status == 0) {
+        log_err("handler set no status for %s %s", req->method, req->target);
+        http_error(resp, 500, NULL);
+    } else if (resp->status >= 400 && resp->body.len == 0) {
+        http_error(resp, resp->status, NULL);
+    }
+}
+
+int serve_main(int argc, char **argv, const char *name, const struct conf_entry *conf,
+               size_t nconf, http_handler_fn *handler)
+{
+    int rc;
+    if (serve_setup(argc, argv, name, conf, nconf, &rc) != 0)
+        return rc;
 
     http_req_init(&rq);
     http_resp_init(&rs);

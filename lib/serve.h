@@ -29,4 +29,21 @@
 int serve_main(int argc, char **argv, const char *name, const struct conf_entry *conf,
                size_t nconf, http_handler_fn *handler);
 
+/* The pieces serve_main is made of, for other servers (aserve.h). */
+struct serve_settings {
+    int log_level; /* index into LOG_LEVEL's choices */
+    long max_body;
+    char *prefix;
+};
+extern struct serve_settings serve_cfg;
+
+/* Read the common settings and conf, handle --check. Returns 0 to go on
+ * serving, or -1 with the process's exit status in *exit_code. */
+int serve_setup(int argc, char **argv, const char *name, const struct conf_entry *conf,
+                size_t nconf, int *exit_code) __attribute__((warn_unused_result));
+
+/* After the handler: 500 if it set no status, a JSON body for an error
+ * status it left empty. */
+void serve_complete(const struct http_req *rq, struct http_resp *rs);
+
 #endif
