@@ -235,11 +235,14 @@ static int worker_main(int slot)
         run_message(&w, msg, len);
         free(msg);
     }
+    /* A message claimed after the stop goes back now (the supervisor does
+     * it instead if we die or cannot reach Redis: exit status 3). */
+    int rc = qrun_requeue(&w.r, w.inflight) < 0 ? 3 : 0;
     for (int i = 0; i < w.nkeys; i++)
         free(names[i]);
     buf_free(&w.meta);
     rds_free(&w.r);
-    return 0;
+    return rc;
 }
 
 /* ---- supervisor ------------------------------------------------------ */
@@ -272,23 +275,19 @@ static pid_t spawn(int slot)
     _exit(rc);
 }
 
-/* Put back what a gone worker held; Redis may be down, so keep trying
- * (the message stays safe in the in-flight list meanwhile). */
-static void requeue_slot(struct rds *r, int slot)
+/* Put back what a gone worker held. Returns 0, or -1 while Redis is
+ * unreachable: the message stays safe in the in-flight list, the caller
+ * tries again, and no new worker takes the slot (and its list) meanwhile. */
+static int requeue_slot(struct rds *r, int slot)
 {
     char key[256];
     qrun_inflight_key(key, sizeof(key), cfg.id, slot);
-    for (int tries = 0; tries < 50; tries++) {
-        long n = qrun_requeue(r, key);
-        if (n >= 0) {
-            if (n > 0)
-                log_warn("worker %d: put %ld unfinished task(s) back in the queue", slot, n);
-            return;
-        }
-        rds_backoff_wait(r);
-    }
-    log_err("worker %d: could not put its task back (%s); another runner will after the "
-            "lease expires", slot, r->err);
+    long n = qrun_requeue(r, key);
+    if (n < 0)
+        return -1;
+    if (n > 0)
+        log_warn("worker %d: put %ld unfinished task(s) back in the queue", slot, n);
+    return 0;
 }
 
 static int usage(const char *prog)
@@ -389,8 +388,9 @@ int main(int argc, char **argv)
              cfg.concurrency, cfg.lease);
 
     double next_beat = 0, drain_deadline = 0;
-    int killed = 0, live = (int)cfg.concurrency, down = 0;
-    while (live > 0) {
+    int killed = 0, down = 0;
+    char *pending = xcalloc((size_t)cfg.concurrency, 1); /* slot's list to put back */
+    for (;;) {
         if (stopping && drain_deadline == 0) {
             log_info("stopping: finishing running tasks (up to %lds)", cfg.drain);
             drain_deadline = mono() + (double)cfg.drain;
@@ -409,27 +409,43 @@ int main(int argc, char **argv)
         int st;
         pid_t pid;
         while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-            int slot = -1;
-            for (int i = 0; i < cfg.concurrency; i++)
-                if (child[i] == pid)
-                    slot = i;
-            if (slot < 0)
-                continue;
-            child[slot] = 0;
-            live--;
-            if (!stopping) {
+            for (int i = 0; i < cfg.concurrency; i++) {
+                if (child[i] != pid)
+                    continue;
+                child[i] = 0;
+                /* a clean exit left the list empty; anything else: put it back */
+                pending[i] = !(stopping && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+                if (stopping)
+                    break;
                 if (WIFSIGNALED(st))
-                    log_warn("worker %d (pid %ld) killed by signal %d", slot, (long)pid,
+                    log_warn("worker %d (pid %ld) killed by signal %d", i, (long)pid,
                              WTERMSIG(st));
                 else
-                    log_warn("worker %d (pid %ld) exited with %d", slot, (long)pid,
+                    log_warn("worker %d (pid %ld) exited with %d", i, (long)pid,
                              WEXITSTATUS(st));
             }
-            requeue_slot(&r, slot);
-            if (!stopping) {
-                child[slot] = spawn(slot);
-                if (child[slot] > 0)
-                    live++;
+        }
+        /* A slot is reused only once its list is back in the queue. */
+        int live = 0, unsettled = 0;
+        for (int i = 0; i < cfg.concurrency; i++) {
+            if (pending[i] && requeue_slot(&r, i) == 0) {
+                pending[i] = 0;
+                if (!stopping && (child[i] = spawn(i)) < 0) {
+                    child[i] = 0;
+                    pending[i] = 1; /* fork failed: try again next round */
+                }
+            }
+            live += child[i] > 0;
+            unsettled += pending[i];
+        }
+        if (stopping && live == 0) {
+            if (unsettled == 0)
+                break;
+            if (mono() >= drain_deadline) {
+                log_warn("Redis unreachable (%s): %d worker list(s) not put back; a live "
+                         "runner will, %lds after this one's last heartbeat",
+                         r.err, unsettled, cfg.lease);
+                break;
             }
         }
         if (!stopping && mono() >= next_beat) {
@@ -454,11 +470,9 @@ int main(int argc, char **argv)
                              cfg.lease);
             }
         }
-        if (live > 0)
-            nap(0.05);
+        nap(0.05);
     }
-    for (int i = 0; i < cfg.concurrency; i++)
-        requeue_slot(&r, i);
+    free(pending);
     if (qrun_unregister(&r, cfg.id) != 0)
         log_warn("unregister: %s", r.err);
     log_info("stopped");
