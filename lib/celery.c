@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "base64.h"
+#include "jsonfmt.h"
 #include "log.h"
 
 void cel_uuid(char out[37])
@@ -66,7 +67,7 @@ void cel_message(struct buf *out, const char *task, const char *id, json_t *args
     struct buf body = {0}, b64 = {0};
     json_t *embed = json_pack("{s:n,s:n,s:n,s:n}", "callbacks", "errbacks", "chain", "chord");
     json_t *arr = json_pack("[OOo]", args, kwargs, embed);
-    json_dump_callback(arr, dump_cb, &body, JSON_COMPACT);
+    jsonfmt_dump(arr, &body, JSON_COMPACT);
     json_decref(arr);
     b64_encode(&b64, body.data, body.len, B64_STD);
 
@@ -190,7 +191,7 @@ void cel_meta(struct buf *out, const char *status, json_t *result, const char *t
     json_t *meta = json_pack("{s:s,s:O?,s:s?,s:[],s:s?,s:s,s:s?}", "status", status, "result",
                              result, "traceback", traceback, "children", "date_done",
                              date[0] ? date : NULL, "task_id", task_id, "name", name);
-    json_dump_callback(meta, dump_cb, out, JSON_COMPACT);
+    jsonfmt_dump(meta, out, JSON_COMPACT);
     json_decref(meta);
 }
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "jsonfmt.h"
 #include "mem.h"
 #include "url.h"
 #include "utf8.h"
@@ -299,12 +300,6 @@ void http_req_body_done(struct http_req *rq, size_t len)
     rq->body_len = len;
 }
 
-static int dump_to_buf(const char *data, size_t size, void *arg)
-{
-    buf_append(arg, data, size);
-    return 0;
-}
-
 int http_json_new(struct http_resp *rs, int status, json_t *body)
 {
     if (body == NULL) /* a failed json_pack(): a bug, reported, not crashed on */
@@ -313,7 +308,7 @@ int http_json_new(struct http_resp *rs, int status, json_t *body)
     rs->status = status;
     rs->content_type = "application/json";
     /* FastAPI's JSONResponse: separators (",", ":"), ensure_ascii=False */
-    if (json_dump_callback(body, dump_to_buf, &rs->body, JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
+    if (jsonfmt_dump(body, &rs->body, JSON_COMPACT | JSON_ENCODE_ANY) != 0) {
         json_decref(body);
         buf_clear(&rs->body);
         return http_error(rs, 500, NULL);

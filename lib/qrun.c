@@ -59,14 +59,27 @@ static struct rds_script state_script = {
 /* KEYS[1] inflight, KEYS[2] meta; ARGV message, meta ('' = no result), ttl.
  * SET before PUBLISH, in one step: a client that subscribes and then reads
  * the key cannot miss both (celery-protocol.md §5). */
-static struct rds_script finish_script = {
-    LUA_IS_FINAL
-    "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 2 end\n"
-    "if ARGV[2] == '' then return 1 end\n"
-    "if is_final(KEYS[2]) then return 0 end\n"
-    "redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])\n"
-    "redis.call('PUBLISH', KEYS[2], ARGV[2])\n"
-    "return 1\n",
+#define LUA_FINISH                                                                             \
+    "local function finish()\n"                                                                \
+    "  if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 2 end\n"                    \
+    "  if ARGV[2] == '' then return 1 end\n"                                                   \
+    "  if is_final(KEYS[2]) then return 0 end\n"                                               \
+    "  redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])\n"                                   \
+    "  redis.call('PUBLISH', KEYS[2], ARGV[2])\n"                                              \
+    "  return 1\n"                                                                             \
+    "end\n"
+
+static struct rds_script finish_script = {LUA_IS_FINAL LUA_FINISH "return finish()\n", ""};
+
+/* The same, then claim from KEYS[3..] into KEYS[1]. */
+static struct rds_script finish_claim_script = {
+    LUA_IS_FINAL LUA_FINISH
+    "local fin = finish()\n"
+    "for i = 3, #KEYS do\n"
+    "  local m = redis.call('LMOVE', KEYS[i], KEYS[1], 'RIGHT', 'LEFT')\n"
+    "  if m then return {fin, i - 3, m} end\n"
+    "end\n"
+    "return {fin}\n",
     ""};
 
 /* Back to the head of the queue it came from (RPUSH: consumers pop from the
@@ -168,6 +181,56 @@ int qrun_store_state(struct rds *r, const char *meta_key, const char *meta, long
     snprintf(t, sizeof(t), "%ld", ttl);
     const char *args[] = {meta_key, meta, t};
     return int_reply(rds_eval(r, &state_script, 1, 3, args, NULL)) < 0 ? -1 : 0;
+}
+
+int qrun_send_state(struct rds *r, const char *meta_key, const char *meta, long ttl)
+{
+    char t[24];
+    snprintf(t, sizeof(t), "%ld", ttl);
+    const char *args[] = {meta_key, meta, t};
+    return rds_send_eval(r, &state_script, 1, 3, args, NULL);
+}
+
+int qrun_finish_claim(struct rds *r, const char *inflight, const char *msg, size_t len,
+                      const char *meta_key, const char *meta, long ttl,
+                      const char *const *keys, int nkeys, int *fin, char **next,
+                      size_t *nlen, int *from)
+{
+    char t[24];
+    const char *args[16];
+    size_t lens[16];
+    if (nkeys > 11)
+        nkeys = 11;
+    snprintf(t, sizeof(t), "%ld", ttl);
+    args[0] = inflight;
+    args[1] = meta_key;
+    for (int i = 0; i < nkeys; i++)
+        args[2 + i] = keys[i];
+    for (int i = 0; i < nkeys + 2; i++)
+        lens[i] = strlen(args[i]);
+    args[nkeys + 2] = msg;
+    lens[nkeys + 2] = len;
+    args[nkeys + 3] = meta ? meta : "";
+    lens[nkeys + 3] = meta ? strlen(meta) : 0;
+    args[nkeys + 4] = t;
+    lens[nkeys + 4] = strlen(t);
+    redisReply *rep = rds_eval(r, &finish_claim_script, nkeys + 2, nkeys + 5, args, lens);
+    if (rep == NULL)
+        return -1;
+    int rc = -1;
+    if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
+        rep->element[0]->type == REDIS_REPLY_INTEGER) {
+        *fin = (int)rep->element[0]->integer;
+        rc = 0;
+        if (rep->elements == 3 && rep->element[2]->type == REDIS_REPLY_STRING) {
+            *from = (int)rep->element[1]->integer;
+            *nlen = rep->element[2]->len;
+            *next = xstrndup(rep->element[2]->str, rep->element[2]->len);
+            rc = 1;
+        }
+    }
+    freeReplyObject(rep);
+    return rc;
 }
 
 int qrun_finish(struct rds *r, const char *inflight, const char *msg, size_t len,

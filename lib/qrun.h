@@ -43,8 +43,10 @@ int qrun_claim_wait(struct rds *r, const char *inflight, const char *key, double
                     char **msg, size_t *len);
 
 /* Store a non-final state (STARTED) unless the task is already ready.
- * Returns 0 or -1 on a Redis error. */
+ * Returns 0 or -1 on a Redis error. qrun_send_state() sends the same without
+ * waiting for the reply (rds_send_eval): 0 sent, -1 not sent. */
 int qrun_store_state(struct rds *r, const char *meta_key, const char *meta, long ttl);
+int qrun_send_state(struct rds *r, const char *meta_key, const char *meta, long ttl);
 
 /* Finish a claimed message: remove it from inflight and, unless meta is
  * NULL (ignore_result), store and publish the result, in one atomic step.
@@ -53,6 +55,14 @@ int qrun_store_state(struct rds *r, const char *meta_key, const char *meta, long
  * lease expired and the task was handed to another runner), -1 Redis error. */
 int qrun_finish(struct rds *r, const char *inflight, const char *msg, size_t len,
                 const char *meta_key, const char *meta, long ttl);
+
+/* qrun_finish() then qrun_claim() in one script, one round trip: the
+ * finish status in *fin, then the claim's return, message and source. On -1
+ * neither happened (the script is atomic). */
+int qrun_finish_claim(struct rds *r, const char *inflight, const char *msg, size_t len,
+                      const char *meta_key, const char *meta, long ttl,
+                      const char *const *keys, int nkeys, int *fin, char **next,
+                      size_t *nlen, int *from);
 
 /* Put every message of an in-flight list back at the head of its queue
  * (the end consumers take next, priority band kept). Returns the count or -1. */

@@ -102,6 +102,7 @@ void rds_disconnect(struct rds *r)
         redisFree(r->c);
         r->c = NULL;
     }
+    r->pending = 0;
 }
 
 static void set_err(struct rds *r, int reply_err, const char *what)
@@ -195,9 +196,35 @@ static redisReply *checked(struct rds *r, void *raw)
     return rep;
 }
 
+/* Read and drop the replies of rds_send_eval() calls. Returns 0, or -1 if
+ * the connection failed meanwhile. */
+static int drain(struct rds *r)
+{
+    while (r->pending > 0 && r->c != NULL) {
+        void *raw = NULL;
+        if (redisGetReply(r->c, &raw) != REDIS_OK) {
+            io_failed(r);
+            return -1;
+        }
+        redisReply *rep = raw;
+        if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0)
+            r->noscript = 1;
+        else if (rep->type == REDIS_REPLY_ERROR)
+            log_warn("Redis: %s", rep->str);
+        freeReplyObject(rep);
+        r->pending--;
+    }
+    return 0;
+}
+
+static int ready(struct rds *r)
+{
+    return rds_connect(r) == 0 && drain(r) == 0 ? 0 : -1;
+}
+
 redisReply *rds_command(struct rds *r, const char *fmt, ...)
 {
-    if (rds_connect(r) != 0)
+    if (ready(r) != 0)
         return NULL;
     va_list ap;
     va_start(ap, fmt);
@@ -208,14 +235,14 @@ redisReply *rds_command(struct rds *r, const char *fmt, ...)
 
 redisReply *rds_argv(struct rds *r, int argc, const char **argv, const size_t *argvlen)
 {
-    if (rds_connect(r) != 0)
+    if (ready(r) != 0)
         return NULL;
     return checked(r, redisCommandArgv(r->c, argc, argv, argvlen));
 }
 
 int rds_append(struct rds *r, const char *fmt, ...)
 {
-    if (rds_connect(r) != 0)
+    if (ready(r) != 0)
         return -1;
     va_list ap;
     va_start(ap, fmt);
@@ -226,7 +253,7 @@ int rds_append(struct rds *r, const char *fmt, ...)
 
 int rds_append_argv(struct rds *r, int argc, const char **argv, const size_t *argvlen)
 {
-    if (rds_connect(r) != 0)
+    if (ready(r) != 0)
         return -1;
     return redisAppendCommandArgv(r->c, argc, argv, argvlen) == REDIS_OK ? 0 : -1;
 }
@@ -256,20 +283,18 @@ static int load_script(struct rds *r, struct rds_script *s)
     return ok ? 0 : -1;
 }
 
-redisReply *rds_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs,
-                     const char **args, const size_t *lens)
+enum { EVAL_MAXARGS = 16 };
+
+/* EVALSHA sha nkeys args... into argv; -1 if there are too many. */
+static int evalsha_argv(struct rds *r, struct rds_script *s, int nkeys, int nargs,
+                        const char **args, const size_t *lens, const char **argv,
+                        size_t *argvlen, char nk[16])
 {
-    enum { MAXARGS = 16 };
-    const char *argv[MAXARGS + 3];
-    size_t argvlen[MAXARGS + 3];
-    char nk[16];
-    if (nargs > MAXARGS) {
+    if (nargs > EVAL_MAXARGS) {
         set_err(r, 1, "too many script arguments");
-        return NULL;
+        return -1;
     }
-    if (s->sha[0] == '\0' && load_script(r, s) != 0)
-        return NULL;
-    int n = snprintf(nk, sizeof(nk), "%d", nkeys);
+    int n = snprintf(nk, 16, "%d", nkeys);
     argv[0] = "EVALSHA";
     argvlen[0] = 7;
     argv[1] = s->sha;
@@ -280,6 +305,45 @@ redisReply *rds_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs,
         argv[i + 3] = args[i];
         argvlen[i + 3] = lens ? lens[i] : strlen(args[i]);
     }
+    return 0;
+}
+
+int rds_send_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs, const char **args,
+                  const size_t *lens)
+{
+    const char *argv[EVAL_MAXARGS + 3];
+    size_t argvlen[EVAL_MAXARGS + 3];
+    char nk[16];
+    if (ready(r) != 0)
+        return -1;
+    if ((s->sha[0] == '\0' || r->noscript) && load_script(r, s) != 0)
+        return -1;
+    r->noscript = 0;
+    if (evalsha_argv(r, s, nkeys, nargs, args, lens, argv, argvlen, nk) != 0 ||
+        redisAppendCommandArgv(r->c, nargs + 3, argv, argvlen) != REDIS_OK)
+        return -1;
+    /* Write it out now: the caller wants it applied while it works. */
+    int done = 0;
+    while (!done) {
+        if (redisBufferWrite(r->c, &done) != REDIS_OK) {
+            io_failed(r);
+            return -1;
+        }
+    }
+    r->pending++;
+    return 0;
+}
+
+redisReply *rds_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs,
+                     const char **args, const size_t *lens)
+{
+    const char *argv[EVAL_MAXARGS + 3];
+    size_t argvlen[EVAL_MAXARGS + 3];
+    char nk[16];
+    if (s->sha[0] == '\0' && load_script(r, s) != 0)
+        return NULL;
+    if (evalsha_argv(r, s, nkeys, nargs, args, lens, argv, argvlen, nk) != 0)
+        return NULL;
     redisReply *rep = rds_argv(r, nargs + 3, argv, argvlen);
     if (rep == NULL && r->reply_err && strncmp(r->err, "NOSCRIPT", 8) == 0) {
         if (load_script(r, s) != 0)

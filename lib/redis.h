@@ -29,6 +29,8 @@ struct rds {
     int timeout_ms;
     double backoff;  /* seconds before the next attempt after a failure */
     double next_try; /* monotonic seconds */
+    int pending;     /* replies of rds_send_eval() not yet read */
+    int noscript;    /* a sent script met NOSCRIPT: load before the next send */
 };
 
 /* Parse url; no connection yet. timeout_ms bounds connect and each command
@@ -71,5 +73,12 @@ struct rds_script {
 /* Run script with nkeys keys followed by the other arguments in args. */
 redisReply *rds_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs,
                      const char **args, const size_t *lens);
+
+/* Send a script call now without waiting for its reply (a write whose
+ * outcome the caller does not need before its next command): the reply is
+ * read and dropped before the next command's. Returns 0, or -1 (not sent:
+ * connection trouble). */
+int rds_send_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs, const char **args,
+                  const size_t *lens);
 
 #endif

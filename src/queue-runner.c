@@ -27,6 +27,7 @@
 #include "buf.h"
 #include "celery.h"
 #include "conf.h"
+#include "jsonfmt.h"
 #include "log.h"
 #include "mem.h"
 #include "qrun.h"
@@ -34,7 +35,9 @@
 #include "task.h"
 
 #define MAX_QUEUES 8
-#define IDLE_BLOCK 0.2 /* s a worker blocks on its first queue between scans */
+/* An idle worker blocks on its first list (BLMOVE) this long between scans
+ * of all its lists (priority bands, other queues): those wait at most this. */
+#define IDLE_BLOCK 0.05
 
 static struct {
     char *redis_url;
@@ -81,6 +84,8 @@ struct worker {
     const char *keys[MAX_QUEUES * 4]; /* queue lists, priority-major */
     int nkeys;
     struct buf meta;
+    char key[sizeof(CEL_META_PREFIX) + CEL_ID_MAX]; /* result key of the task at hand */
+    pid_t pid;
     int down; /* Redis unreachable: warn once per outage */
 };
 
@@ -100,30 +105,30 @@ static void redis_ok(struct worker *w)
     w->down = 0;
 }
 
-/* Store the final meta and drop the claim; retried until Redis takes it
- * (the result is only in this process's memory until then). */
-static void finish(struct worker *w, const char *msg, size_t len, const char *id,
-                   const char *meta)
+static void claim_lost(const struct worker *w, int fin)
 {
-    char key[sizeof(CEL_META_PREFIX) + CEL_ID_MAX];
-    snprintf(key, sizeof(key), CEL_META_PREFIX "%s", id ? id : "-");
-    for (;;) {
-        int rc = qrun_finish(&w->r, w->inflight, msg, len, key, meta, cfg.result_ttl);
-        if (rc >= 0) {
-            redis_ok(w);
-            if (rc == 2)
-                log_warn("Task %s: claim lost (lease expired; another runner has it): "
-                         "result dropped", id ? id : "?");
-            return;
-        }
-        if (w->r.reply_err) {
-            log_err("storing the result of %s: %s", id ? id : "?", w->r.err);
-            return;
-        }
-        redis_trouble(w, "storing a result");
-    }
+    if (fin == 2)
+        log_warn("%s: claim lost (this runner's lease expired and another runner took the "
+                 "task): result dropped",
+                 w->key);
 }
 
+/* Store the final meta and drop the claim, alone (no next claim): when
+ * stopping, and after a connection loss. Retried until Redis takes it (the
+ * result is only in this process's memory until then). */
+static void finish(struct worker *w, const char *msg, size_t len)
+{
+    int fin;
+    while ((fin = qrun_finish(&w->r, w->inflight, msg, len, w->key,
+                              w->meta.len ? w->meta.data : NULL, cfg.result_ttl)) < 0)
+        redis_trouble(w, "storing a result"); /* until the drain deadline's SIGKILL */
+    redis_ok(w);
+    claim_lost(w, fin);
+}
+
+/* Run one claimed message: sends STARTED on the way (without waiting), and
+ * leaves the final meta in w->meta (empty: no result to store) under the
+ * key w->key, for the finish that follows. */
 static void run_message(struct worker *w, const char *msg, size_t len)
 {
     struct cel_msg m;
@@ -132,6 +137,7 @@ static void run_message(struct worker *w, const char *msg, size_t len)
     const char *status = CEL_SUCCESS;
     double t0 = mono();
 
+    snprintf(w->key, sizeof(w->key), CEL_META_PREFIX "-");
     if (cel_parse(&m, msg, len, err, sizeof(err)) != 0) {
         log_err("rejected message %s: %s", m.id ? m.id : "(no id)", err);
         if (m.id != NULL) {
@@ -143,6 +149,7 @@ static void run_message(struct worker *w, const char *msg, size_t len)
         json_t *arg[TASK_MAX_PARAMS];
         const char *where;
         struct task_ctx ctx = {0};
+        snprintf(w->key, sizeof(w->key), CEL_META_PREFIX "%s", m.id);
         if (t == NULL || strcmp(t->name, m.task) != 0) {
             log_err("Received unregistered task of type '%s' (id %s)", m.task, m.id);
             result = cel_exc("NotRegistered", "celery.exceptions", m.task);
@@ -151,16 +158,15 @@ static void run_message(struct worker *w, const char *msg, size_t len)
             result = cel_exc("TypeError", "builtins", err);
             status = CEL_FAILURE;
         } else {
-            /* STARTED (Celery's task_track_started), with who runs it. */
-            char key[sizeof(CEL_META_PREFIX) + CEL_ID_MAX];
-            snprintf(key, sizeof(key), CEL_META_PREFIX "%s", m.id);
-            json_t *who = json_pack("{s:i,s:s}", "pid", (int)getpid(), "hostname", cfg.id);
+            /* STARTED (Celery's task_track_started), with who runs it; sent
+             * before the task runs, its reply read with the next command. */
+            json_t *who = json_pack("{s:i,s:s}", "pid", (int)w->pid, "hostname", cfg.id);
             buf_clear(&w->meta);
             cel_meta(&w->meta, CEL_STARTED, who, NULL, m.id, m.task);
             json_decref(who);
-            while (qrun_store_state(&w->r, key, w->meta.data, cfg.result_ttl) != 0 &&
-                   !w->r.reply_err)
-                redis_trouble(w, "storing STARTED");
+            if (!m.ignore_result &&
+                qrun_send_state(&w->r, w->key, w->meta.data, cfg.result_ttl) != 0)
+                log_warn("Task %s[%s]: STARTED not stored: %s", m.task, m.id, w->r.err);
             if (task_run(t, arg, &ctx) == 0) {
                 result = ctx.result;
             } else {
@@ -172,14 +178,14 @@ static void run_message(struct worker *w, const char *msg, size_t len)
     buf_clear(&w->meta);
     if (m.id != NULL && !m.ignore_result)
         cel_meta(&w->meta, status, result, NULL, m.id, m.task);
-    finish(w, msg, len, m.id, w->meta.len ? w->meta.data : NULL);
 
     if (m.id != NULL && log_enabled(LOG_LVL_INFO)) {
         if (strcmp(status, CEL_SUCCESS) == 0) {
-            char *r = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
+            struct buf r = {0};
+            jsonfmt_dump(result, &r, JSON_COMPACT | JSON_ENCODE_ANY);
             log_info("Task %s[%s] succeeded in %.6fs: %.200s", m.task, m.id, mono() - t0,
-                     r ? r : "?");
-            free(r);
+                     r.data ? r.data : "?");
+            buf_free(&r);
         } else {
             const char *ty = json_string_value(json_object_get(result, "exc_type"));
             const char *ms =
@@ -194,7 +200,7 @@ static void run_message(struct worker *w, const char *msg, size_t len)
 
 static int worker_main(int slot)
 {
-    struct worker w = {.slot = slot};
+    struct worker w = {.slot = slot, .pid = getpid()};
     char err[128];
     if (rds_init(&w.r, cfg.redis_url, 5000, err, sizeof(err)) != 0)
         return 1;
@@ -212,32 +218,72 @@ static int worker_main(int slot)
         }
     }
 
-    while (!stopping) {
+    /* One round trip per task in a busy queue: the result of one task is
+     * stored in the same script that claims the next. `done` is the message
+     * whose result (w.meta, w.key) is still to be stored. */
+    char *done = NULL;
+    size_t done_len = 0;
+    int dirty = 0; /* the connection broke: our in-flight list may hold a
+                    * message whose claim reply was lost */
+    while (!stopping || done != NULL) {
         char *msg = NULL;
         size_t len = 0;
-        int from = 0;
-        int rc = qrun_claim(&w.r, w.inflight, w.keys, w.nkeys, &msg, &len, &from);
-        if (rc == 0 && !stopping)
-            rc = qrun_claim_wait(&w.r, w.inflight, w.keys[0], IDLE_BLOCK, &msg, &len);
-        if (rc < 0) {
-            if (stopping)
-                break;
-            redis_trouble(&w, "claiming");
+        int from = 0, rc, fin = 1;
+        if (done != NULL && (stopping || dirty)) {
+            finish(&w, done, done_len);
+            free(done);
+            done = NULL;
             continue;
+        }
+        if (dirty) {
+            if (qrun_requeue(&w.r, w.inflight) < 0) {
+                redis_trouble(&w, "putting back a claim");
+                continue;
+            }
+            dirty = 0;
+        }
+        if (done != NULL)
+            rc = qrun_finish_claim(&w.r, w.inflight, done, done_len, w.key,
+                                   w.meta.len ? w.meta.data : NULL, cfg.result_ttl, w.keys,
+                                   w.nkeys, &fin, &msg, &len, &from);
+        else
+            rc = qrun_claim(&w.r, w.inflight, w.keys, w.nkeys, &msg, &len, &from);
+        if (rc < 0) {
+            dirty = w.r.c == NULL;
+            if (stopping && done == NULL)
+                break;
+            redis_trouble(&w, done ? "storing a result" : "claiming");
+            continue;
+        }
+        if (done != NULL) {
+            claim_lost(&w, fin);
+            free(done);
+            done = NULL;
+        }
+        if (rc == 0 && !stopping) {
+            rc = qrun_claim_wait(&w.r, w.inflight, w.keys[0], IDLE_BLOCK, &msg, &len);
+            if (rc < 0) {
+                dirty = w.r.c == NULL;
+                if (!stopping)
+                    redis_trouble(&w, "claiming");
+                continue;
+            }
         }
         redis_ok(&w);
         if (rc == 0)
             continue;
-        if (stopping) { /* claimed, not started: the supervisor puts it back */
+        if (stopping) { /* claimed, not started: put back below */
             free(msg);
             break;
         }
         run_message(&w, msg, len);
-        free(msg);
+        done = msg;
+        done_len = len;
     }
     /* A message claimed after the stop goes back now (the supervisor does
      * it instead if we die or cannot reach Redis: exit status 3). */
     int rc = qrun_requeue(&w.r, w.inflight) < 0 ? 3 : 0;
+    free(done);
     for (int i = 0; i < w.nkeys; i++)
         free(names[i]);
     buf_free(&w.meta);

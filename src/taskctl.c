@@ -14,7 +14,9 @@
 #include <time.h>
 
 #include "celery.h"
+#include "buf.h"
 #include "conf.h"
+#include "jsonfmt.h"
 #include "log.h"
 #include "qrun.h"
 #include "redis.h"
@@ -42,9 +44,10 @@ static int report(const char *meta_json)
     json_t *result = json_object_get(meta, "result");
     int rc = 1;
     if (status != NULL && strcmp(status, CEL_SUCCESS) == 0) {
-        char *out = json_dumps(result, JSON_COMPACT | JSON_ENCODE_ANY);
-        printf("%s\n", out ? out : "null");
-        free(out);
+        struct buf out = {0};
+        if (jsonfmt_dump(result, &out, JSON_COMPACT | JSON_ENCODE_ANY) == 0)
+            printf("%s\n", out.data);
+        buf_free(&out);
         rc = 0;
     } else {
         const char *type = json_string_value(json_object_get(result, "exc_type"));
