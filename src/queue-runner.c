@@ -137,8 +137,9 @@ static void run_message(struct worker *w, const char *msg, size_t len)
     const char *status = CEL_SUCCESS;
     double t0 = mono();
 
-    snprintf(w->key, sizeof(w->key), CEL_META_PREFIX "-");
-    if (cel_parse(&m, msg, len, err, sizeof(err)) != 0) {
+    int parsed = cel_parse(&m, msg, len, err, sizeof(err)) == 0;
+    snprintf(w->key, sizeof(w->key), CEL_META_PREFIX "%s", m.id ? m.id : "-");
+    if (!parsed) {
         log_err("rejected message %s: %s", m.id ? m.id : "(no id)", err);
         if (m.id != NULL) {
             result = cel_exc("ContentDisallowed", "kombu.exceptions", err);
@@ -149,7 +150,6 @@ static void run_message(struct worker *w, const char *msg, size_t len)
         json_t *arg[TASK_MAX_PARAMS];
         const char *where;
         struct task_ctx ctx = {0};
-        snprintf(w->key, sizeof(w->key), CEL_META_PREFIX "%s", m.id);
         if (t == NULL || strcmp(t->name, m.task) != 0) {
             log_err("Received unregistered task of type '%s' (id %s)", m.task, m.id);
             result = cel_exc("NotRegistered", "celery.exceptions", m.task);
