@@ -30,7 +30,8 @@ ROUTES   := $(patsubst fcgi/%.c,$(OUT)/cgi-bin/%,$(wildcard fcgi/*.c))
 BINS     := $(patsubst src/%.c,$(OUT)/bin/%,$(wildcard src/*.c))
 # test programs never land in the source tree: build/tests/ or build/asan/tests/
 UNITS    := $(patsubst tests/unit/%.c,$(TOUT)/unit/%,$(wildcard tests/unit/test_*.c))
-REPLAY   := $(TOUT)/fuzz/replay
+# one replay program per fuzz target: replay (fuzz_request.c), replay_fcgi (fuzz_fcgi.c)
+REPLAY   := $(TOUT)/fuzz/replay $(TOUT)/fuzz/replay_fcgi
 
 .PHONY: all run test check unit bench fuzz lint clean deps
 all: $(ROUTES) $(BINS)
@@ -49,7 +50,11 @@ $(TOUT)/unit/test_%: $(OBJ)/tests/unit/test_%.o $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(filter-out $(OBJ)/lib/$*.o,$(LIB_OBJ)) $(PKG_LIBS)
 
-$(REPLAY): $(OBJ)/tests/fuzz/replay.o $(OBJ)/tests/fuzz/fuzz_request.o $(LIB_OBJ)
+$(TOUT)/fuzz/replay: $(OBJ)/tests/fuzz/replay.o $(OBJ)/tests/fuzz/fuzz_request.o $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(TOUT)/fuzz/replay_fcgi: $(OBJ)/tests/fuzz/replay.o $(OBJ)/tests/fuzz/fuzz_fcgi.o $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

@@ -148,6 +148,7 @@ int cel_parse(struct cel_msg *m, const char *raw, size_t len, char *err, size_t 
     struct buf dec = {0};
     if (benc != NULL && strcmp(benc, "base64") == 0) {
         if (b64_decode(&dec, bs, blen, B64_STD) != 0) {
+            buf_free(&dec);
             snprintf(err, errlen, "message body is not valid base64");
             return -1;
         }

@@ -90,7 +90,9 @@ static int nv_len(const unsigned char **s, const unsigned char *end, size_t *len
 /* Build envp from the params stream once it is complete. */
 static int build_env(struct fcgp *p)
 {
-    const unsigned char *s = (const unsigned char *)p->params.data;
+    static const unsigned char none[1];
+    /* no params at all: data is NULL, and NULL + 0 is undefined */
+    const unsigned char *s = p->params.len ? (const unsigned char *)p->params.data : none;
     const unsigned char *end = s + p->params.len;
     buf_reserve(&p->envstore, p->params.len * 2 + 1); /* names, '=', values, NULs */
     size_t off = 0;

@@ -1,6 +1,7 @@
 /* Runs the fuzz target over saved inputs (the seed corpus and every input
  * that ever crashed it), so `make test` replays them in the normal and the
- * sanitizer build without needing clang or libFuzzer. */
+ * sanitizer build without needing clang or libFuzzer. The target is the one
+ * linked in: replay has fuzz_request.c, replay_fcgi has fuzz_fcgi.c. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
