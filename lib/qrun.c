@@ -28,15 +28,6 @@ int qrun_runner_key(char *out, size_t n, const char *runner)
     return w < 0 || (size_t)w >= n ? -1 : 0;
 }
 
-/* KEYS[1] inflight, KEYS[2..] queue lists in priority order. */
-static struct rds_script claim_script = {
-    "for i = 2, #KEYS do\n"
-    "  local m = redis.call('LMOVE', KEYS[i], KEYS[1], 'RIGHT', 'LEFT')\n"
-    "  if m then return {i - 2, m} end\n"
-    "end\n"
-    "return false\n",
-    ""};
-
 /* A final state already stored wins: a redelivered message whose first run
  * did store (a Python client sending the same id twice) changes nothing. */
 #define LUA_IS_FINAL                                                                           \
@@ -71,14 +62,49 @@ static struct rds_script state_script = {
 
 static struct rds_script finish_script = {LUA_IS_FINAL LUA_FINISH "return finish()\n", ""};
 
-/* The same, then claim from KEYS[3..] into KEYS[1]. */
-static struct rds_script finish_claim_script = {
-    LUA_IS_FINAL LUA_FINISH
-    "local fin = finish()\n"
-    "for i = 3, #KEYS do\n"
-    "  local m = redis.call('LMOVE', KEYS[i], KEYS[1], 'RIGHT', 'LEFT')\n"
-    "  if m then return {fin, i - 3, m} end\n"
+/* Claim the first message of keys[first..] into KEYS[1] and store its
+ * STARTED state in the same step, so a busy worker makes one call per task.
+ * The id and task name are read from the envelope text (headers.id is the
+ * only "id" key of a Celery envelope; the body is base64 or a JSON string,
+ * so its quotes are escaped) and must be plain tokens; ignore_result
+ * messages get no state. Unlike the final store, it does not look at what
+ * is there: a STARTED over a final state (a client sending one id twice) is
+ * replaced by the final store that follows, and the look would cost a GET
+ * per task. `who` is the STARTED result, JSON, from the C side ('' = no
+ * STARTED). */
+#define LUA_CLAIM                                                                              \
+    "local function claim(first, who, ttl)\n"                                                  \
+    "  for i = first, #KEYS do\n"                                                              \
+    "    local m = redis.call('LMOVE', KEYS[i], KEYS[1], 'RIGHT', 'LEFT')\n"                   \
+    "    if m then\n"                                                                          \
+    "      local id = string.match(m, '\"id\":%s*\"([%w%.%-_]+)\"')\n"                         \
+    "      local task = string.match(m, '\"task\":%s*\"([%w%.%-_:]+)\"')\n"                    \
+    "      if who ~= '' and id and task and #id <= 64 and #task <= 200\n"                      \
+    "         and not string.find(m, '\"ignore_result\":%s*true') then\n"                      \
+    "        local key = 'celery-task-meta-' .. id\n"                                          \
+    "        local meta = '{\"status\":\"STARTED\",\"result\":' .. who ..\n"                   \
+    "          ',\"traceback\":null,\"children\":[],\"date_done\":null,\"task_id\":\"' ..\n"   \
+    "          id .. '\",\"name\":\"' .. task .. '\"}'\n"                                      \
+    "        redis.call('SET', key, meta, 'EX', ttl)\n"                                        \
+    "        redis.call('PUBLISH', key, meta)\n"                                               \
+    "      end\n"                                                                              \
+    "      return m\n"                                                                         \
+    "    end\n"                                                                                \
+    "  end\n"                                                                                  \
+    "  return false\n"                                                                         \
     "end\n"
+
+/* KEYS[1] inflight, KEYS[2..] queue lists in priority order; ARGV who, ttl */
+static struct rds_script claim_script = {
+    LUA_IS_FINAL LUA_CLAIM "return claim(2, ARGV[1], ARGV[2])\n", ""};
+
+/* finish() then claim(): KEYS[1] inflight, KEYS[2] meta, KEYS[3..] queues;
+ * ARGV message, meta, ttl, who */
+static struct rds_script finish_claim_script = {
+    LUA_IS_FINAL LUA_FINISH LUA_CLAIM
+    "local fin = finish()\n"
+    "local m = claim(3, ARGV[4], ARGV[3])\n"
+    "if m then return {fin, m} end\n"
     "return {fin}\n",
     ""};
 
@@ -127,23 +153,25 @@ static struct rds_script reap_script = {
     ""};
 
 int qrun_claim(struct rds *r, const char *inflight, const char *const *keys, int nkeys,
-               char **msg, size_t *len, int *from)
+               const char *who, long ttl, char **msg, size_t *len)
 {
     const char *args[16];
-    if (nkeys > 15)
-        nkeys = 15;
+    char t[24];
+    if (nkeys > 13)
+        nkeys = 13;
+    snprintf(t, sizeof(t), "%ld", ttl);
     args[0] = inflight;
     for (int i = 0; i < nkeys; i++)
         args[i + 1] = keys[i];
-    redisReply *rep = rds_eval(r, &claim_script, nkeys + 1, nkeys + 1, args, NULL);
+    args[nkeys + 1] = who ? who : "";
+    args[nkeys + 2] = t;
+    redisReply *rep = rds_eval(r, &claim_script, nkeys + 1, nkeys + 3, args, NULL);
     if (rep == NULL)
         return -1;
     int rc = 0;
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-        rep->element[1]->type == REDIS_REPLY_STRING) {
-        *from = (int)rep->element[0]->integer;
-        *len = rep->element[1]->len;
-        *msg = xstrndup(rep->element[1]->str, rep->element[1]->len);
+    if (rep->type == REDIS_REPLY_STRING) {
+        *len = rep->len;
+        *msg = xstrndup(rep->str, rep->len);
         rc = 1;
     }
     freeReplyObject(rep);
@@ -193,14 +221,14 @@ int qrun_send_state(struct rds *r, const char *meta_key, const char *meta, long 
 
 int qrun_finish_claim(struct rds *r, const char *inflight, const char *msg, size_t len,
                       const char *meta_key, const char *meta, long ttl,
-                      const char *const *keys, int nkeys, int *fin, char **next,
-                      size_t *nlen, int *from)
+                      const char *const *keys, int nkeys, const char *who, int *fin,
+                      char **next, size_t *nlen)
 {
     char t[24];
     const char *args[16];
     size_t lens[16];
-    if (nkeys > 11)
-        nkeys = 11;
+    if (nkeys > 10)
+        nkeys = 10;
     snprintf(t, sizeof(t), "%ld", ttl);
     args[0] = inflight;
     args[1] = meta_key;
@@ -214,7 +242,9 @@ int qrun_finish_claim(struct rds *r, const char *inflight, const char *msg, size
     lens[nkeys + 3] = meta ? strlen(meta) : 0;
     args[nkeys + 4] = t;
     lens[nkeys + 4] = strlen(t);
-    redisReply *rep = rds_eval(r, &finish_claim_script, nkeys + 2, nkeys + 5, args, lens);
+    args[nkeys + 5] = who ? who : "";
+    lens[nkeys + 5] = strlen(args[nkeys + 5]);
+    redisReply *rep = rds_eval(r, &finish_claim_script, nkeys + 2, nkeys + 6, args, lens);
     if (rep == NULL)
         return -1;
     int rc = -1;
@@ -222,10 +252,9 @@ int qrun_finish_claim(struct rds *r, const char *inflight, const char *msg, size
         rep->element[0]->type == REDIS_REPLY_INTEGER) {
         *fin = (int)rep->element[0]->integer;
         rc = 0;
-        if (rep->elements == 3 && rep->element[2]->type == REDIS_REPLY_STRING) {
-            *from = (int)rep->element[1]->integer;
-            *nlen = rep->element[2]->len;
-            *next = xstrndup(rep->element[2]->str, rep->element[2]->len);
+        if (rep->elements == 2 && rep->element[1]->type == REDIS_REPLY_STRING) {
+            *nlen = rep->element[1]->len;
+            *next = xstrndup(rep->element[1]->str, rep->element[1]->len);
             rc = 1;
         }
     }

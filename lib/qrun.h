@@ -31,14 +31,16 @@
 int qrun_inflight_key(char *out, size_t n, const char *runner, int slot);
 int qrun_runner_key(char *out, size_t n, const char *runner);
 
-/* Claim the first message of keys[0..nkeys) (priority order) into inflight.
- * Returns 1 with the message in *msg and its length in *len (free with free()) and the source
- * list's index in *from, 0 if all were empty, -1 on a Redis error. */
+/* Claim the first message of keys[0..nkeys) (priority order) into inflight,
+ * and store its STARTED state (result: `who`, a JSON object such as
+ * {"pid":1,"hostname":"..."}; NULL: none) in the same step.
+ * Returns 1 with the message in *msg and its length in *len (free with
+ * free()), 0 if all were empty, -1 on a Redis error. */
 int qrun_claim(struct rds *r, const char *inflight, const char *const *keys, int nkeys,
-               char **msg, size_t *len, int *from);
+               const char *who, long ttl, char **msg, size_t *len);
 
-/* Block up to `timeout` seconds for a message on `key` and claim it as
- * qrun_claim does (BLMOVE). Same returns. */
+/* Block up to `timeout` seconds for a message on `key` and claim it
+ * (BLMOVE; no STARTED: the caller sends it). Same returns as qrun_claim. */
 int qrun_claim_wait(struct rds *r, const char *inflight, const char *key, double timeout,
                     char **msg, size_t *len);
 
@@ -57,12 +59,12 @@ int qrun_finish(struct rds *r, const char *inflight, const char *msg, size_t len
                 const char *meta_key, const char *meta, long ttl);
 
 /* qrun_finish() then qrun_claim() in one script, one round trip: the
- * finish status in *fin, then the claim's return, message and source. On -1
- * neither happened (the script is atomic). */
+ * finish status in *fin, then the claim's return and message. On -1 neither
+ * happened (the script is atomic). */
 int qrun_finish_claim(struct rds *r, const char *inflight, const char *msg, size_t len,
                       const char *meta_key, const char *meta, long ttl,
-                      const char *const *keys, int nkeys, int *fin, char **next,
-                      size_t *nlen, int *from);
+                      const char *const *keys, int nkeys, const char *who, int *fin,
+                      char **next, size_t *nlen);
 
 /* Put every message of an in-flight list back at the head of its queue
  * (the end consumers take next, priority band kept). Returns the count or -1. */

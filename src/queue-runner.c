@@ -86,7 +86,8 @@ struct worker {
     struct buf meta;
     char key[sizeof(CEL_META_PREFIX) + CEL_ID_MAX]; /* result key of the task at hand */
     pid_t pid;
-    int down; /* Redis unreachable: warn once per outage */
+    char *who; /* STARTED result JSON: {"pid":..,"hostname":..} */
+    int down;  /* Redis unreachable: warn once per outage */
 };
 
 /* Wait for Redis when it is down, warning once per outage. */
@@ -129,7 +130,7 @@ static void finish(struct worker *w, const char *msg, size_t len)
 /* Run one claimed message: sends STARTED on the way (without waiting), and
  * leaves the final meta in w->meta (empty: no result to store) under the
  * key w->key, for the finish that follows. */
-static void run_message(struct worker *w, const char *msg, size_t len)
+static void run_message(struct worker *w, const char *msg, size_t len, int started_stored)
 {
     struct cel_msg m;
     char err[256];
@@ -158,15 +159,17 @@ static void run_message(struct worker *w, const char *msg, size_t len)
             result = cel_exc("TypeError", "builtins", err);
             status = CEL_FAILURE;
         } else {
-            /* STARTED (Celery's task_track_started), with who runs it; sent
-             * before the task runs, its reply read with the next command. */
-            json_t *who = json_pack("{s:i,s:s}", "pid", (int)w->pid, "hostname", cfg.id);
-            buf_clear(&w->meta);
-            cel_meta(&w->meta, CEL_STARTED, who, NULL, m.id, m.task);
-            json_decref(who);
-            if (!m.ignore_result &&
-                qrun_send_state(&w->r, w->key, w->meta.data, cfg.result_ttl) != 0)
-                log_warn("Task %s[%s]: STARTED not stored: %s", m.task, m.id, w->r.err);
+            /* STARTED (Celery's task_track_started), with who runs it: stored
+             * by the claim script, or (a message that came by BLMOVE) sent
+             * now, its reply read with the next command. */
+            if (!started_stored && !m.ignore_result) {
+                json_t *who = json_loads(w->who, 0, NULL);
+                buf_clear(&w->meta);
+                cel_meta(&w->meta, CEL_STARTED, who, NULL, m.id, m.task);
+                json_decref(who);
+                if (qrun_send_state(&w->r, w->key, w->meta.data, cfg.result_ttl) != 0)
+                    log_warn("Task %s[%s]: STARTED not stored: %s", m.task, m.id, w->r.err);
+            }
             if (task_run(t, arg, &ctx) == 0) {
                 result = ctx.result;
             } else {
@@ -202,6 +205,10 @@ static int worker_main(int slot)
 {
     struct worker w = {.slot = slot, .pid = getpid()};
     char err[128];
+    /* the STARTED result: who runs the task (Celery stores pid and hostname) */
+    json_t *who = json_pack("{s:i,s:s}", "pid", (int)w.pid, "hostname", cfg.id);
+    w.who = json_dumps(who, JSON_COMPACT);
+    json_decref(who);
     if (rds_init(&w.r, cfg.redis_url, 5000, err, sizeof(err)) != 0)
         return 1;
     qrun_inflight_key(w.inflight, sizeof(w.inflight), cfg.id, slot);
@@ -228,7 +235,7 @@ static int worker_main(int slot)
     while (!stopping || done != NULL) {
         char *msg = NULL;
         size_t len = 0;
-        int from = 0, rc, fin = 1;
+        int rc, fin = 1, waited = 0;
         if (done != NULL && (stopping || dirty)) {
             finish(&w, done, done_len);
             free(done);
@@ -245,9 +252,10 @@ static int worker_main(int slot)
         if (done != NULL)
             rc = qrun_finish_claim(&w.r, w.inflight, done, done_len, w.key,
                                    w.meta.len ? w.meta.data : NULL, cfg.result_ttl, w.keys,
-                                   w.nkeys, &fin, &msg, &len, &from);
+                                   w.nkeys, w.who, &fin, &msg, &len);
         else
-            rc = qrun_claim(&w.r, w.inflight, w.keys, w.nkeys, &msg, &len, &from);
+            rc = qrun_claim(&w.r, w.inflight, w.keys, w.nkeys, w.who, cfg.result_ttl, &msg,
+                            &len);
         if (rc < 0) {
             dirty = w.r.c == NULL;
             if (stopping && done == NULL)
@@ -262,6 +270,7 @@ static int worker_main(int slot)
         }
         if (rc == 0 && !stopping) {
             rc = qrun_claim_wait(&w.r, w.inflight, w.keys[0], IDLE_BLOCK, &msg, &len);
+            waited = 1;
             if (rc < 0) {
                 dirty = w.r.c == NULL;
                 if (!stopping)
@@ -276,7 +285,7 @@ static int worker_main(int slot)
             free(msg);
             break;
         }
-        run_message(&w, msg, len);
+        run_message(&w, msg, len, !waited);
         done = msg;
         done_len = len;
     }
@@ -284,6 +293,7 @@ static int worker_main(int slot)
      * it instead if we die or cannot reach Redis: exit status 3). */
     int rc = qrun_requeue(&w.r, w.inflight) < 0 ? 3 : 0;
     free(done);
+    free(w.who);
     for (int i = 0; i < w.nkeys; i++)
         free(names[i]);
     buf_free(&w.meta);

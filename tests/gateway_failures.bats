@@ -7,7 +7,7 @@ load helpers
 
 setup() {
     start_gateway GW_PROCS=1 GW_BACKEND_TIMEOUT=1
-    ROUTE_PID=$(route_pids)
+    ROUTE_PID=$(route_pids hello)
     [ -n "$ROUTE_PID" ]
 }
 
@@ -20,7 +20,7 @@ teardown() {
     kill -KILL "$ROUTE_PID"
     retry 50 0.1 gateway_answers
     local new
-    new=$(route_pids)
+    new=$(route_pids hello)
     [ -n "$new" ] && [ "$new" != "$ROUTE_PID" ]
     http GET /api/hello/again
     assert_equal "$status" 200
@@ -28,7 +28,7 @@ teardown() {
 
 @test "SIGTERM makes a route program exit 0; lighttpd respawns it" {
     kill -TERM "$ROUTE_PID"
-    retry 50 0.1 eval '[ -n "$(route_pids)" ] && [ "$(route_pids)" != "$ROUTE_PID" ]'
+    retry 50 0.1 eval '[ -n "$(route_pids hello)" ] && [ "$(route_pids hello)" != "$ROUTE_PID" ]'
     retry 50 0.1 grep -q 'child exited: 0' "$GW_STATE/log/error.log"
     http GET /api/hello/again
     assert_equal "$status" 200

@@ -60,8 +60,9 @@ start_gateway() {
 # Route processes of the gateway under test: the children of lighttpd's
 # master (scripts/gateway execs lighttpd, so GW_PID is it) that run a route
 # program; its other children are lighttpd's own workers.
+# route_pids [PROGRAM]: those of one route program only (hello, tasks).
 route_pids() {
-    pgrep -P "$GW_PID" -f "^$GW_CGI_BIN/" 2>/dev/null || true
+    pgrep -P "$GW_PID" -f "^$GW_CGI_BIN/${1-}" 2>/dev/null || true
 }
 
 # stop_gateway: SIGTERM lighttpd, wait until it and its route processes are
