@@ -62,8 +62,7 @@ static struct rds_script state_script = {
 
 static struct rds_script finish_script = {LUA_IS_FINAL LUA_FINISH "return finish()\n", ""};
 
-/* Claim the first message of keys[first..] into KEYS[1] and store its
- * STARTED state in the same step, so a busy worker makes one call per task.
+/* A claimed message's STARTED state, stored in the claim's own step.
  * The id and task name are read from the envelope text (headers.id is the
  * only "id" key of a Celery envelope; the body is base64 or a JSON string,
  * so its quotes are escaped) and must be plain tokens; ignore_result
@@ -73,39 +72,35 @@ static struct rds_script finish_script = {LUA_IS_FINAL LUA_FINISH "return finish
  * per task. `who` is the STARTED result, JSON, from the C side ('' = no
  * STARTED). */
 #define LUA_CLAIM                                                                              \
-    "local function claim(first, who, ttl)\n"                                                  \
-    "  for i = first, #KEYS do\n"                                                              \
-    "    local m = redis.call('LMOVE', KEYS[i], KEYS[1], 'RIGHT', 'LEFT')\n"                   \
-    "    if m then\n"                                                                          \
-    "      local id = string.match(m, '\"id\":%s*\"([%w%.%-_]+)\"')\n"                         \
-    "      local task = string.match(m, '\"task\":%s*\"([%w%.%-_:]+)\"')\n"                    \
-    "      if who ~= '' and id and task and #id <= 64 and #task <= 200\n"                      \
-    "         and not string.find(m, '\"ignore_result\":%s*true') then\n"                      \
-    "        local key = 'celery-task-meta-' .. id\n"                                          \
-    "        local meta = '{\"status\":\"STARTED\",\"result\":' .. who ..\n"                   \
-    "          ',\"traceback\":null,\"children\":[],\"date_done\":null,\"task_id\":\"' ..\n"   \
-    "          id .. '\",\"name\":\"' .. task .. '\"}'\n"                                      \
-    "        redis.call('SET', key, meta, 'EX', ttl)\n"                                        \
-    "        redis.call('PUBLISH', key, meta)\n"                                               \
-    "      end\n"                                                                              \
-    "      return m\n"                                                                         \
-    "    end\n"                                                                                \
-    "  end\n"                                                                                  \
-    "  return false\n"                                                                         \
+    "local function started(m, who, ttl)\n"                                                    \
+    "  local id = string.match(m, '\"id\":%s*\"([%w%.%-_]+)\"')\n"                             \
+    "  local task = string.match(m, '\"task\":%s*\"([%w%.%-_:]+)\"')\n"                        \
+    "  if who == '' or not id or not task or #id > 64 or #task > 200\n"                        \
+    "     or string.find(m, '\"ignore_result\":%s*true') then return end\n"                   \
+    "  local key = 'celery-task-meta-' .. id\n"                                                \
+    "  local meta = '{\"status\":\"STARTED\",\"result\":' .. who ..\n"                         \
+    "    ',\"traceback\":null,\"children\":[],\"date_done\":null,\"task_id\":\"' ..\n"         \
+    "    id .. '\",\"name\":\"' .. task .. '\"}'\n"                                            \
+    "  redis.call('SET', key, meta, 'EX', ttl)\n"                                              \
+    "  redis.call('PUBLISH', key, meta)\n"                                                     \
     "end\n"
 
-/* KEYS[1] inflight, KEYS[2..] queue lists in priority order; ARGV who, ttl */
+/* KEYS[1] inflight, KEYS[2..] queue lists in priority order; ARGV who, ttl,
+ * max: up to max messages, highest priority first. */
 static struct rds_script claim_script = {
-    LUA_IS_FINAL LUA_CLAIM "return claim(2, ARGV[1], ARGV[2])\n", ""};
-
-/* finish() then claim(): KEYS[1] inflight, KEYS[2] meta, KEYS[3..] queues;
- * ARGV message, meta, ttl, who */
-static struct rds_script finish_claim_script = {
-    LUA_IS_FINAL LUA_FINISH LUA_CLAIM
-    "local fin = finish()\n"
-    "local m = claim(3, ARGV[4], ARGV[3])\n"
-    "if m then return {fin, m} end\n"
-    "return {fin}\n",
+    LUA_CLAIM
+    "local out = {}\n"
+    "local i = 2\n"
+    "while #out < tonumber(ARGV[3]) and i <= #KEYS do\n"
+    "  local m = redis.call('LMOVE', KEYS[i], KEYS[1], 'RIGHT', 'LEFT')\n"
+    "  if m then\n"
+    "    started(m, ARGV[1], ARGV[2])\n"
+    "    out[#out + 1] = m\n"
+    "  else\n"
+    "    i = i + 1\n"
+    "  end\n"
+    "end\n"
+    "return out\n",
     ""};
 
 /* Back to the head of the queue it came from (RPUSH: consumers pop from the
@@ -153,29 +148,35 @@ static struct rds_script reap_script = {
     ""};
 
 int qrun_claim(struct rds *r, const char *inflight, const char *const *keys, int nkeys,
-               const char *who, long ttl, char **msg, size_t *len)
+               const char *who, long ttl, int max, char **msgs, size_t *lens)
 {
-    const char *args[16];
-    char t[24];
-    if (nkeys > 13)
-        nkeys = 13;
+    const char *args[24];
+    char t[24], m[16];
+    if (nkeys > 20)
+        nkeys = 20;
     snprintf(t, sizeof(t), "%ld", ttl);
+    snprintf(m, sizeof(m), "%d", max);
     args[0] = inflight;
     for (int i = 0; i < nkeys; i++)
         args[i + 1] = keys[i];
     args[nkeys + 1] = who ? who : "";
     args[nkeys + 2] = t;
-    redisReply *rep = rds_eval(r, &claim_script, nkeys + 1, nkeys + 3, args, NULL);
+    args[nkeys + 3] = m;
+    redisReply *rep = rds_eval(r, &claim_script, nkeys + 1, nkeys + 4, args, NULL);
     if (rep == NULL)
         return -1;
-    int rc = 0;
-    if (rep->type == REDIS_REPLY_STRING) {
-        *len = rep->len;
-        *msg = xstrndup(rep->str, rep->len);
-        rc = 1;
+    int n = 0;
+    if (rep->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < rep->elements && n < max; i++) {
+            if (rep->element[i]->type != REDIS_REPLY_STRING)
+                continue;
+            lens[n] = rep->element[i]->len;
+            msgs[n] = xstrndup(rep->element[i]->str, rep->element[i]->len);
+            n++;
+        }
     }
     freeReplyObject(rep);
-    return rc;
+    return n;
 }
 
 int qrun_claim_wait(struct rds *r, const char *inflight, const char *key, double timeout,
@@ -219,47 +220,15 @@ int qrun_send_state(struct rds *r, const char *meta_key, const char *meta, long 
     return rds_send_eval(r, &state_script, 1, 3, args, NULL);
 }
 
-int qrun_finish_claim(struct rds *r, const char *inflight, const char *msg, size_t len,
-                      const char *meta_key, const char *meta, long ttl,
-                      const char *const *keys, int nkeys, const char *who, int *fin,
-                      char **next, size_t *nlen)
+int qrun_send_finish(struct rds *r, const char *inflight, const char *msg, size_t len,
+                     const char *meta_key, const char *meta, long ttl)
 {
     char t[24];
-    const char *args[16];
-    size_t lens[16];
-    if (nkeys > 10)
-        nkeys = 10;
     snprintf(t, sizeof(t), "%ld", ttl);
-    args[0] = inflight;
-    args[1] = meta_key;
-    for (int i = 0; i < nkeys; i++)
-        args[2 + i] = keys[i];
-    for (int i = 0; i < nkeys + 2; i++)
-        lens[i] = strlen(args[i]);
-    args[nkeys + 2] = msg;
-    lens[nkeys + 2] = len;
-    args[nkeys + 3] = meta ? meta : "";
-    lens[nkeys + 3] = meta ? strlen(meta) : 0;
-    args[nkeys + 4] = t;
-    lens[nkeys + 4] = strlen(t);
-    args[nkeys + 5] = who ? who : "";
-    lens[nkeys + 5] = strlen(args[nkeys + 5]);
-    redisReply *rep = rds_eval(r, &finish_claim_script, nkeys + 2, nkeys + 6, args, lens);
-    if (rep == NULL)
-        return -1;
-    int rc = -1;
-    if (rep->type == REDIS_REPLY_ARRAY && rep->elements >= 1 &&
-        rep->element[0]->type == REDIS_REPLY_INTEGER) {
-        *fin = (int)rep->element[0]->integer;
-        rc = 0;
-        if (rep->elements == 2 && rep->element[1]->type == REDIS_REPLY_STRING) {
-            *nlen = rep->element[1]->len;
-            *next = xstrndup(rep->element[1]->str, rep->element[1]->len);
-            rc = 1;
-        }
-    }
-    freeReplyObject(rep);
-    return rc;
+    const char *args[] = {inflight, meta_key, msg, meta ? meta : "", t};
+    size_t lens[] = {strlen(inflight), strlen(meta_key), len, meta ? strlen(meta) : 0,
+                     strlen(t)};
+    return rds_send_eval(r, &finish_script, 2, 5, args, lens);
 }
 
 int qrun_finish(struct rds *r, const char *inflight, const char *msg, size_t len,

@@ -31,13 +31,14 @@
 int qrun_inflight_key(char *out, size_t n, const char *runner, int slot);
 int qrun_runner_key(char *out, size_t n, const char *runner);
 
-/* Claim the first message of keys[0..nkeys) (priority order) into inflight,
- * and store its STARTED state (result: `who`, a JSON object such as
- * {"pid":1,"hostname":"..."}; NULL: none) in the same step.
- * Returns 1 with the message in *msg and its length in *len (free with
- * free()), 0 if all were empty, -1 on a Redis error. */
+/* Claim up to max messages from keys[0..nkeys) (priority order: all of
+ * the first list before the second) into inflight, and store their STARTED
+ * state (result: `who`, a JSON object such as {"pid":1,"hostname":"..."};
+ * NULL: none) in the same step. Returns the count n, with the messages in
+ * msgs[0..n) (free each with free()) and their lengths in lens, or -1 on a
+ * Redis error. */
 int qrun_claim(struct rds *r, const char *inflight, const char *const *keys, int nkeys,
-               const char *who, long ttl, char **msg, size_t *len);
+               const char *who, long ttl, int max, char **msgs, size_t *lens);
 
 /* Block up to `timeout` seconds for a message on `key` and claim it
  * (BLMOVE; no STARTED: the caller sends it). Same returns as qrun_claim. */
@@ -58,13 +59,10 @@ int qrun_send_state(struct rds *r, const char *meta_key, const char *meta, long 
 int qrun_finish(struct rds *r, const char *inflight, const char *msg, size_t len,
                 const char *meta_key, const char *meta, long ttl);
 
-/* qrun_finish() then qrun_claim() in one script, one round trip: the
- * finish status in *fin, then the claim's return and message. On -1 neither
- * happened (the script is atomic). */
-int qrun_finish_claim(struct rds *r, const char *inflight, const char *msg, size_t len,
-                      const char *meta_key, const char *meta, long ttl,
-                      const char *const *keys, int nkeys, const char *who, int *fin,
-                      char **next, size_t *nlen);
+/* The same, sent without waiting (rds_send_eval): the status arrives later
+ * through r->on_sent_reply. Returns 0 sent, or -1 not sent. */
+int qrun_send_finish(struct rds *r, const char *inflight, const char *msg, size_t len,
+                     const char *meta_key, const char *meta, long ttl);
 
 /* Put every message of an in-flight list back at the head of its queue
  * (the end consumers take next, priority band kept). Returns the count or -1. */

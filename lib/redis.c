@@ -102,7 +102,10 @@ void rds_disconnect(struct rds *r)
         redisFree(r->c);
         r->c = NULL;
     }
-    r->pending = 0;
+    /* replies we will never read: tell whoever sent the commands */
+    for (; r->pending > 0; r->pending--)
+        if (r->on_sent_reply != NULL)
+            r->on_sent_reply(r->on_sent_arg, NULL);
 }
 
 static void set_err(struct rds *r, int reply_err, const char *what)
@@ -196,8 +199,8 @@ static redisReply *checked(struct rds *r, void *raw)
     return rep;
 }
 
-/* Read and drop the replies of rds_send_eval() calls. Returns 0, or -1 if
- * the connection failed meanwhile. */
+/* Read the replies of rds_send_eval() calls. Returns 0, or -1 if the
+ * connection failed meanwhile. */
 static int drain(struct rds *r)
 {
     while (r->pending > 0 && r->c != NULL) {
@@ -207,14 +210,23 @@ static int drain(struct rds *r)
             return -1;
         }
         redisReply *rep = raw;
+        r->pending--;
         if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "NOSCRIPT", 8) == 0)
             r->noscript = 1;
+        if (r->on_sent_reply != NULL)
+            r->on_sent_reply(r->on_sent_arg, rep);
         else if (rep->type == REDIS_REPLY_ERROR)
             log_warn("Redis: %s", rep->str);
         freeReplyObject(rep);
-        r->pending--;
     }
     return 0;
+}
+
+int rds_sync(struct rds *r)
+{
+    if (r->c == NULL)
+        return r->pending > 0 ? -1 : 0;
+    return drain(r);
 }
 
 static int ready(struct rds *r)
@@ -283,7 +295,7 @@ static int load_script(struct rds *r, struct rds_script *s)
     return ok ? 0 : -1;
 }
 
-enum { EVAL_MAXARGS = 16 };
+enum { EVAL_MAXARGS = 64 };
 
 /* EVALSHA sha nkeys args... into argv; -1 if there are too many. */
 static int evalsha_argv(struct rds *r, struct rds_script *s, int nkeys, int nargs,

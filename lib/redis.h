@@ -31,6 +31,10 @@ struct rds {
     double next_try; /* monotonic seconds */
     int pending;     /* replies of rds_send_eval() not yet read */
     int noscript;    /* a sent script met NOSCRIPT: load before the next send */
+    /* Called with each reply of rds_send_eval() when it is read (rep NULL:
+     * the connection was lost first); NULL: errors are logged. */
+    void (*on_sent_reply)(void *arg, redisReply *rep);
+    void *on_sent_arg;
 };
 
 /* Parse url; no connection yet. timeout_ms bounds connect and each command
@@ -44,6 +48,10 @@ void rds_free(struct rds *r);
  * the backoff after a failed attempt it fails at once without trying. */
 int rds_connect(struct rds *r);
 void rds_disconnect(struct rds *r);
+
+/* Read the replies of every rds_send_eval() so far. Returns 0, or -1 if the
+ * connection was lost (on_sent_reply then saw NULL for the unread ones). */
+int rds_sync(struct rds *r);
 
 /* Sleep until the next connection attempt is due (for loops that must wait
  * for Redis rather than fail: the queue runner). */
@@ -76,8 +84,8 @@ redisReply *rds_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs,
 
 /* Send a script call now without waiting for its reply (a write whose
  * outcome the caller does not need before its next command): the reply is
- * read and dropped before the next command's. Returns 0, or -1 (not sent:
- * connection trouble). */
+ * read before the next command's, and handed to on_sent_reply. Returns 0,
+ * or -1 (not sent: connection trouble). */
 int rds_send_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs, const char **args,
                   const size_t *lens);
 

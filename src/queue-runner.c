@@ -77,6 +77,19 @@ static void nap(double s)
 
 /* ---- worker ---------------------------------------------------------- */
 
+#define MAX_BATCH 16 /* messages a worker claims at once while tasks are short */
+#define SENT_MAX (2 * MAX_BATCH + 2)
+
+/* A command sent without waiting for its reply (rds_send_eval): a finish
+ * keeps its message and result until Redis has answered, so it can be sent
+ * again if the connection drops first. */
+struct sent {
+    int finish; /* 0: a STARTED update */
+    char *msg;
+    size_t len;
+    char *key, *meta; /* meta NULL: no result to store */
+};
+
 struct worker {
     int slot;
     struct rds r;
@@ -88,6 +101,17 @@ struct worker {
     pid_t pid;
     char *who; /* STARTED result JSON: {"pid":..,"hostname":..} */
     int down;  /* Redis unreachable: warn once per outage */
+
+    /* claimed, not yet run (all in the in-flight list) */
+    char *batch[MAX_BATCH];
+    size_t blen[MAX_BATCH];
+    int nbatch, ibatch, batch_started, k;
+    /* sent, reply not read yet: a ring, oldest at head */
+    struct sent sent[SENT_MAX];
+    int shead, nsent;
+    /* finishes to do again, synchronously */
+    struct sent redo[SENT_MAX];
+    int nredo;
 };
 
 /* Wait for Redis when it is down, warning once per outage. */
@@ -106,31 +130,87 @@ static void redis_ok(struct worker *w)
     w->down = 0;
 }
 
-static void claim_lost(const struct worker *w, int fin)
+static void sent_free(struct sent *e)
+{
+    free(e->msg);
+    free(e->key);
+    free(e->meta);
+    memset(e, 0, sizeof(*e));
+}
+
+static void claim_lost(const char *key, int fin)
 {
     if (fin == 2)
         log_warn("%s: claim lost (this runner's lease expired and another runner took the "
                  "task): result dropped",
-                 w->key);
+                 key);
 }
 
-/* Store the final meta and drop the claim, alone (no next claim): when
- * stopping, and after a connection loss. Retried until Redis takes it (the
- * result is only in this process's memory until then). */
-static void finish(struct worker *w, const char *msg, size_t len)
+/* The reply of the oldest sent command (rep NULL: it never came, the
+ * connection broke): a finish that did not land is done again. */
+static void on_sent_reply(void *arg, redisReply *rep)
+{
+    struct worker *w = arg;
+    if (w->nsent == 0)
+        return;
+    struct sent *e = &w->sent[w->shead];
+    w->shead = (w->shead + 1) % SENT_MAX;
+    w->nsent--;
+    if (e->finish && (rep == NULL || rep->type == REDIS_REPLY_ERROR)) {
+        if (rep != NULL)
+            log_warn("storing %s: %s; retrying", e->key, rep->str);
+        w->redo[w->nredo++] = *e; /* ownership moves */
+        memset(e, 0, sizeof(*e));
+        return;
+    }
+    if (e->finish && rep->type == REDIS_REPLY_INTEGER)
+        claim_lost(e->key, (int)rep->integer);
+    sent_free(e);
+}
+
+/* Make room in the ring: read the replies so far. */
+static void sent_room(struct worker *w)
+{
+    if (w->nsent + 1 >= SENT_MAX)
+        rds_sync(&w->r);
+}
+
+static void sent_push(struct worker *w, struct sent *e)
+{
+    w->sent[(w->shead + w->nsent) % SENT_MAX] = *e;
+    w->nsent++;
+}
+
+/* Store a result and drop its claim, waiting for Redis: retried until it
+ * lands (the result is only in this process's memory until then; the
+ * supervisor's SIGKILL at the drain deadline is the only way out). */
+static void finish_sync(struct worker *w, struct sent *e)
 {
     int fin;
-    while ((fin = qrun_finish(&w->r, w->inflight, msg, len, w->key,
-                              w->meta.len ? w->meta.data : NULL, cfg.result_ttl)) < 0)
-        redis_trouble(w, "storing a result"); /* until the drain deadline's SIGKILL */
+    while ((fin = qrun_finish(&w->r, w->inflight, e->msg, e->len, e->key, e->meta,
+                              cfg.result_ttl)) < 0)
+        redis_trouble(w, "storing a result");
     redis_ok(w);
-    claim_lost(w, fin);
+    claim_lost(e->key, fin);
+    sent_free(e);
+}
+
+/* Store the result of the task just run (w->meta under w->key) without
+ * waiting: Redis applies it before anything we send later. */
+static void finish_async(struct worker *w, char *msg, size_t len)
+{
+    struct sent e = {1, msg, len, xstrdup(w->key), w->meta.len ? xstrdup(w->meta.data) : NULL};
+    sent_room(w);
+    if (qrun_send_finish(&w->r, w->inflight, e.msg, e.len, e.key, e.meta, cfg.result_ttl) != 0)
+        w->redo[w->nredo++] = e;
+    else
+        sent_push(w, &e);
 }
 
 /* Run one claimed message: sends STARTED on the way (without waiting), and
  * leaves the final meta in w->meta (empty: no result to store) under the
  * key w->key, for the finish that follows. */
-static void run_message(struct worker *w, const char *msg, size_t len, int started_stored)
+static double run_message(struct worker *w, const char *msg, size_t len, int started_stored)
 {
     struct cel_msg m;
     char err[256];
@@ -167,8 +247,13 @@ static void run_message(struct worker *w, const char *msg, size_t len, int start
                 buf_clear(&w->meta);
                 cel_meta(&w->meta, CEL_STARTED, who, NULL, m.id, m.task);
                 json_decref(who);
-                if (qrun_send_state(&w->r, w->key, w->meta.data, cfg.result_ttl) != 0)
+                sent_room(w);
+                if (qrun_send_state(&w->r, w->key, w->meta.data, cfg.result_ttl) != 0) {
                     log_warn("Task %s[%s]: STARTED not stored: %s", m.task, m.id, w->r.err);
+                } else {
+                    struct sent e = {0};
+                    sent_push(w, &e);
+                }
             }
             if (task_run(t, arg, &ctx) == 0) {
                 result = ctx.result;
@@ -199,6 +284,7 @@ static void run_message(struct worker *w, const char *msg, size_t len, int start
     }
     json_decref(result);
     cel_msg_free(&m);
+    return mono() - t0;
 }
 
 static int worker_main(int slot)
@@ -225,74 +311,95 @@ static int worker_main(int slot)
         }
     }
 
-    /* One round trip per task in a busy queue: the result of one task is
-     * stored in the same script that claims the next. `done` is the message
-     * whose result (w.meta, w.key) is still to be stored. */
-    char *done = NULL;
-    size_t done_len = 0;
-    int dirty = 0; /* the connection broke: our in-flight list may hold a
-                    * message whose claim reply was lost */
-    while (!stopping || done != NULL) {
-        char *msg = NULL;
-        size_t len = 0;
-        int rc, fin = 1, waited = 0;
-        if (done != NULL && (stopping || dirty)) {
-            finish(&w, done, done_len);
-            free(done);
-            done = NULL;
+    w.r.on_sent_reply = on_sent_reply;
+    w.r.on_sent_arg = &w;
+    w.k = 1;
+
+    /* In a busy queue a worker claims up to k messages in one call (their
+     * STARTED stored in the same step) and sends each result without
+     * waiting for the reply; k doubles while tasks take under 1 ms and drops
+     * to 1 after a slower one, so a long task never holds more than a
+     * moment's worth of short ones behind it. */
+    int dirty = 0; /* the connection broke: our in-flight list may hold
+                    * messages whose claim reply was lost */
+    double slowest = 0;
+    while (!stopping || w.nredo > 0) {
+        if (w.nredo > 0) {
+            struct sent e = w.redo[--w.nredo];
+            finish_sync(&w, &e);
             continue;
         }
-        if (dirty) {
+        if (w.ibatch < w.nbatch) {
+            char *msg = w.batch[w.ibatch];
+            size_t len = w.blen[w.ibatch++];
+            double took = run_message(&w, msg, len, w.batch_started);
+            if (took > slowest)
+                slowest = took;
+            finish_async(&w, msg, len);
+            if (w.r.c == NULL)
+                dirty = 1;
+            continue;
+        }
+        if (dirty || w.r.c == NULL) {
+            /* everything we sent is settled (redo) before we put back what
+             * is still in flight: claims whose reply was lost */
+            if (rds_sync(&w.r) != 0 || w.nredo > 0) {
+                dirty = 1;
+                if (w.nredo == 0)
+                    redis_trouble(&w, "reconnecting");
+                continue;
+            }
             if (qrun_requeue(&w.r, w.inflight) < 0) {
                 redis_trouble(&w, "putting back a claim");
                 continue;
             }
             dirty = 0;
         }
-        if (done != NULL)
-            rc = qrun_finish_claim(&w.r, w.inflight, done, done_len, w.key,
-                                   w.meta.len ? w.meta.data : NULL, cfg.result_ttl, w.keys,
-                                   w.nkeys, w.who, &fin, &msg, &len);
-        else
-            rc = qrun_claim(&w.r, w.inflight, w.keys, w.nkeys, w.who, cfg.result_ttl, &msg,
-                            &len);
-        if (rc < 0) {
-            dirty = w.r.c == NULL;
-            if (stopping && done == NULL)
-                break;
-            redis_trouble(&w, done ? "storing a result" : "claiming");
+        /* adapt the batch to how long the last one's tasks took */
+        if (w.nbatch == w.k && w.batch_started && slowest < 0.001)
+            w.k = w.k * 2 > MAX_BATCH ? MAX_BATCH : w.k * 2;
+        else if (slowest >= 0.001)
+            w.k = 1;
+        slowest = 0;
+        w.nbatch = w.ibatch = 0;
+        int n = qrun_claim(&w.r, w.inflight, w.keys, w.nkeys, w.who, cfg.result_ttl, w.k,
+                           w.batch, w.blen);
+        if (n < 0) {
+            dirty = 1;
+            if (!stopping)
+                redis_trouble(&w, "claiming");
             continue;
         }
-        if (done != NULL) {
-            claim_lost(&w, fin);
-            free(done);
-            done = NULL;
-        }
-        if (rc == 0 && !stopping) {
-            rc = qrun_claim_wait(&w.r, w.inflight, w.keys[0], IDLE_BLOCK, &msg, &len);
-            waited = 1;
-            if (rc < 0) {
-                dirty = w.r.c == NULL;
+        w.batch_started = 1;
+        if (n == 0 && !stopping) {
+            n = qrun_claim_wait(&w.r, w.inflight, w.keys[0], IDLE_BLOCK, &w.batch[0],
+                                &w.blen[0]);
+            w.batch_started = 0;
+            if (n < 0) {
+                dirty = 1;
                 if (!stopping)
                     redis_trouble(&w, "claiming");
                 continue;
             }
         }
         redis_ok(&w);
-        if (rc == 0)
-            continue;
-        if (stopping) { /* claimed, not started: put back below */
-            free(msg);
-            break;
-        }
-        run_message(&w, msg, len, !waited);
-        done = msg;
-        done_len = len;
+        w.nbatch = n;
     }
+    /* Settle what was sent; what was claimed and not run goes back below. */
+    while (rds_sync(&w.r) == 0 && w.nredo > 0) {
+        struct sent e = w.redo[--w.nredo];
+        finish_sync(&w, &e);
+    }
+    for (int i = w.ibatch; i < w.nbatch; i++)
+        free(w.batch[i]);
     /* A message claimed after the stop goes back now (the supervisor does
      * it instead if we die or cannot reach Redis: exit status 3). */
-    int rc = qrun_requeue(&w.r, w.inflight) < 0 ? 3 : 0;
-    free(done);
+    int rc = w.nredo == 0 && qrun_requeue(&w.r, w.inflight) >= 0 ? 0 : 3;
+    w.r.on_sent_reply = NULL;
+    for (int i = 0; i < w.nredo; i++)
+        sent_free(&w.redo[i]);
+    for (int i = 0; i < w.nsent; i++)
+        sent_free(&w.sent[(w.shead + i) % SENT_MAX]);
     free(w.who);
     for (int i = 0; i < w.nkeys; i++)
         free(names[i]);
