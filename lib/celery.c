@@ -71,12 +71,19 @@ void cel_message(struct buf *out, const char *task, const char *id, json_t *args
     json_decref(arr);
     b64_encode(&b64, body.data, body.len, B64_STD);
 
-    char tag[37], host[64], origin[96];
+    char tag[37];
     cel_uuid(tag);
-    if (gethostname(host, sizeof(host)) != 0)
-        snprintf(host, sizeof(host), "localhost");
-    host[sizeof(host) - 1] = '\0';
-    snprintf(origin, sizeof(origin), "%ld@%s", (long)getpid(), host);
+    /* Celery's "origin" (pid@host), looked up once per process */
+    static char origin[96];
+    static pid_t origin_pid;
+    if (origin_pid != getpid()) {
+        char host[64];
+        if (gethostname(host, sizeof(host)) != 0)
+            snprintf(host, sizeof(host), "localhost");
+        host[sizeof(host) - 1] = '\0';
+        origin_pid = getpid();
+        snprintf(origin, sizeof(origin), "%ld@%s", (long)origin_pid, host);
+    }
 
     json_t *env = json_pack(
         "{s:s, s:s, s:s,"

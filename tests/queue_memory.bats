@@ -1,0 +1,99 @@
+#!/usr/bin/env bats
+# The queue's long-lived processes must not grow per request or per task:
+# after a warm-up, thousands more leave their resident memory where it was.
+# (route_memory.bats does the same for the libfcgi route programs.)
+
+load helpers
+load queue
+
+setup() {
+    # ASan's quarantine holds freed memory on purpose; off, so the sanitizer
+    # build is measured the same way
+    export ASAN_OPTIONS="${ASAN_OPTIONS:-}:quarantine_size_mb=0"
+    start_redis
+}
+
+teardown() {
+    queue_teardown
+}
+
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
+# tasks_mix N: N requests to /api/tasks of every kind, 8 at a time: submits,
+# reads of a finished task, waits that park and time out, 404s, 422s, 405s
+tasks_mix() {
+    local n=$1 cfg="$BATS_TEST_TMPDIR/curl.cfg"
+    : >"$cfg"
+    for i in $(seq 1 "$n"); do
+        [ "$i" = 1 ] || echo 'next'
+        case $((i % 6)) in
+        0) printf 'url = "%s"\nrequest = "POST"\ndata = "{\\"args\\":[%d,1]}"\n' "$BASE/api/tasks/add" "$i" ;;
+        1) echo "url = \"$BASE/api/tasks/$DONE_ID?wait=5\"" ;;
+        2) echo "url = \"$BASE/api/tasks/parked-$((i % 3))?wait=0.05\"" ;;
+        3) echo "url = \"$BASE/api/tasks/nobody-$i\"" ;;
+        4) printf 'url = "%s"\nrequest = "POST"\ndata = "{\\"args\\":[1],\\"x\\":%d}"\n' "$BASE/api/tasks/add" "$i" ;;
+        5) printf 'url = "%s"\nrequest = "PUT"\n' "$BASE/api/tasks/x$i" ;;
+        esac
+        echo 'output = "/dev/null"'
+        echo 'write-out = "%{http_code}\\n"'
+    done >>"$cfg"
+    curl -s --no-progress-meter -Z --parallel-max 8 -K "$cfg" |
+        sort | uniq -c >"$BATS_TEST_TMPDIR/codes"
+}
+
+assert_tasks_mix() { # per kind: n/6 each; 200 = the finished read + the parked waits
+    local k=$(($1 / 6))
+    run cat "$BATS_TEST_TMPDIR/codes"
+    assert_line --regexp "^ *$k 202$"
+    assert_line --regexp "^ *$((2 * k)) 200$"
+    assert_line --regexp "^ *$k 404$"
+    assert_line --regexp "^ *$k 422$"
+    assert_line --regexp "^ *$k 405$"
+}
+
+@test "the tasks route's memory does not grow with requests, parked waits included" {
+    start_gateway GW_PROCS=1
+    start_runner -c 1
+    local pid
+    pid=$(route_pids tasks)
+    [ -n "$pid" ]
+    DONE_ID=$(taskctl send add 2 2)
+    retry 50 0.1 status_is "$DONE_ID" SUCCESS
+    # tasks that stay PENDING: a ?wait on them parks, subscribes, times out
+    for i in 0 1 2; do
+        rcli set "celery-task-meta-parked-$i" \
+            "{\"status\":\"PENDING\",\"result\":null,\"task_id\":\"parked-$i\",\"name\":\"tasks.add\"}" \
+            EX 600 >/dev/null
+    done
+    tasks_mix 3000
+    assert_tasks_mix 3000
+    local before after
+    before=$(rss_kb "$pid")
+    tasks_mix 3000
+    assert_tasks_mix 3000
+    after=$(rss_kb "$pid")
+    echo "tasks route VmRSS before ${before} kB, after ${after} kB" >&3
+    [ "$pid" = "$(route_pids tasks)" ] # the same process served them all
+    [ $((after - before)) -le 256 ]
+}
+
+@test "a runner worker's memory does not grow with tasks" {
+    start_runner -c 1
+    local worker ids="$BATS_TEST_TMPDIR/ids" warm="$BATS_TEST_TMPDIR/warm-ids"
+    worker=$(runner_children "$RUNNER_PID")
+    [ -n "$worker" ]
+    "$PY" "$CELERY_DIR/enqueue.py" 5000 "$warm"
+    retry 300 0.1 eval '[ "$(rcli llen celery)" = 0 ] && [ "$(inflight_count)" = 0 ]'
+    local before after
+    before=$(rss_kb "$worker")
+    "$PY" "$CELERY_DIR/enqueue.py" 10000 "$ids"
+    retry 300 0.1 eval '[ "$(rcli llen celery)" = 0 ] && [ "$(inflight_count)" = 0 ]'
+    retry 50 0.1 all_done "$ids" 10000
+    after=$(rss_kb "$worker")
+    echo "runner worker VmRSS before ${before} kB, after ${after} kB" >&3
+    [ "$worker" = "$(runner_children "$RUNNER_PID")" ] # no respawn in between
+    [ $((after - before)) -le 256 ]
+}
+
+# results FILE: tests/celery/results.py over enqueue.py's ids
+all_done() { [ "$("$PY" "$CELERY_DIR/results.py" "$1")" = "success=$2 wrong=0 missing=0 other=0" ]; }
