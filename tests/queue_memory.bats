@@ -82,7 +82,7 @@ assert_tasks_mix() { # per kind: n/6 each; 200 = the finished read + the parked 
     local worker ids="$BATS_TEST_TMPDIR/ids" warm="$BATS_TEST_TMPDIR/warm-ids"
     worker=$(runner_children "$RUNNER_PID")
     [ -n "$worker" ]
-    "$PY" "$CELERY_DIR/enqueue.py" 5000 "$warm"
+    "$PY" "$CELERY_DIR/enqueue.py" 10000 "$warm" # ASan's allocator settles late
     retry 300 0.1 eval '[ "$(rcli llen celery)" = 0 ] && [ "$(inflight_count)" = 0 ]'
     local before after
     before=$(rss_kb "$worker")
