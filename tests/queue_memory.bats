@@ -65,16 +65,26 @@ assert_tasks_mix() { # per kind: n/6 each; 200 = the finished read + the parked 
             "{\"status\":\"PENDING\",\"result\":null,\"task_id\":\"parked-$i\",\"name\":\"tasks.add\"}" \
             EX 600 >/dev/null
     done
-    tasks_mix 3000
-    assert_tasks_mix 3000
+    # warm-up: buffers reach their largest size; ASan's allocator takes
+    # longer to settle, and then wanders by a couple of hundred kB
+    for _ in 1 2 3; do
+        tasks_mix 3000
+        assert_tasks_mix 3000
+    done
     local before after
     before=$(rss_kb "$pid")
-    tasks_mix 3000
-    assert_tasks_mix 3000
+    for _ in 1 2; do
+        tasks_mix 3000
+        assert_tasks_mix 3000
+    done
     after=$(rss_kb "$pid")
     echo "tasks route VmRSS before ${before} kB, after ${after} kB" >&3
     [ "$pid" = "$(route_pids tasks)" ] # the same process served them all
-    [ $((after - before)) -le 256 ]
+    # 256 kB over 6000 requests (44 bytes a request); 640 in the sanitizer
+    # build, where LeakSanitizer at exit catches the unreachable leaks anyway
+    local limit=256
+    [[ $GW_CGI_BIN != */asan/* ]] || limit=640
+    [ $((after - before)) -le $limit ]
 }
 
 @test "a runner worker's memory does not grow with tasks" {
@@ -92,7 +102,9 @@ assert_tasks_mix() { # per kind: n/6 each; 200 = the finished read + the parked 
     after=$(rss_kb "$worker")
     echo "runner worker VmRSS before ${before} kB, after ${after} kB" >&3
     [ "$worker" = "$(runner_children "$RUNNER_PID")" ] # no respawn in between
-    [ $((after - before)) -le 256 ]
+    local limit=256 # 26 bytes a task; more slack for ASan's allocator
+    [[ $GW_BIN != */asan/* ]] || limit=640
+    [ $((after - before)) -le $limit ]
 }
 
 # results FILE: tests/celery/results.py over enqueue.py's ids
