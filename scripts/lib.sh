@@ -1,11 +1,16 @@
 # Shell helpers shared by the test harness (tests/helpers.bash) and the
 # benchmark (bench/run). Source it; it defines functions only.
 
-# free_port: a TCP port on 127.0.0.1 that nothing answers on right now.
+# free_port: a TCP port on 127.0.0.1 that nothing answers on right now,
+# below the kernel's ephemeral range (ip_local_port_range, 32768 up by
+# default), where the source ports of our own outgoing connections (curl,
+# Celery clients) would otherwise take it between this check and the bind.
 free_port() {
-    local p
+    local p low=32768
+    read -r low _ </proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || low=32768
+    [ "$low" -gt 11000 ] || low=32768
     for _ in $(seq 1 50); do
-        p=$((20000 + RANDOM % 30000))
+        p=$((10000 + RANDOM % (low - 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return 0

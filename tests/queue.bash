@@ -17,12 +17,18 @@ CELERY_DIR=$REPO/tests/celery
 # redis that setup_file started.
 start_redis() {
     REDIS_DIR=$(mktemp -d "$TEST_TMP/redis.XXXXXX")
-    REDIS_PORT=$(free_port)
     REDIS_SOCK=$REDIS_DIR/redis.sock
     REDIS_URL=unix://$REDIS_SOCK
-    CELERY_URL=redis://127.0.0.1:$REDIS_PORT/0
-    export REDIS_DIR REDIS_PORT REDIS_SOCK REDIS_URL CELERY_URL
-    redis_launch
+    local _try
+    for _try in 1 2 3; do # another program may take the port before redis binds it
+        REDIS_PORT=$(free_port)
+        CELERY_URL=redis://127.0.0.1:$REDIS_PORT/0
+        export REDIS_DIR REDIS_PORT REDIS_SOCK REDIS_URL CELERY_URL
+        redis_launch 2>"$REDIS_DIR/launch.err" && return 0
+        grep -q 'Address already in use' "$REDIS_DIR/launch.err" || break
+    done
+    cat "$REDIS_DIR/launch.err" >&2
+    return 1
 }
 
 # redis_launch: (re)start redis-server on REDIS_DIR/REDIS_PORT, wait for PING.
