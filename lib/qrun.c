@@ -104,26 +104,31 @@ static struct rds_script claim_script = {
     ""};
 
 /* Back to the head of the queue it came from (RPUSH: consumers pop from the
- * right), in its priority band; unreadable messages go to 'celery'. */
+ * right), in its priority band; unreadable messages, and any whose routing
+ * key would be one of our own keys, go to 'celery'. Newest
+ * claim first (LPOP: claims are pushed on the left), so the oldest ends up
+ * first in line again, as it was. */
 #define LUA_REQUEUE                                                                            \
     "local function requeue(list)\n"                                                           \
-    "  local n = 0\n"                                                                          \
-    "  while true do\n"                                                                        \
-    "    local m = redis.call('RPOP', list)\n"                                                 \
-    "    if not m then return n end\n"                                                         \
+    "  local n = redis.call('LLEN', list)\n" /* bounded: never loops on its own pushes */     \
+    "  for _ = 1, n do\n"                                                                      \
+    "    local m = redis.call('LPOP', list)\n"                                                 \
+    "    if not m then return _ - 1 end\n"                                                     \
     "    local q = 'celery'\n"                                                                 \
     "    local ok, e = pcall(cjson.decode, m)\n"                                               \
     "    if ok and type(e) == 'table' and type(e.properties) == 'table' then\n"                \
     "      local di = e.properties.delivery_info\n"                                            \
     "      if type(di) == 'table' and type(di.routing_key) == 'string'\n"                      \
-    "         and di.routing_key ~= '' then q = di.routing_key end\n"                          \
+    "         and di.routing_key ~= '' and #di.routing_key <= 100\n"                           \
+    "         and string.sub(di.routing_key, 1, 5) ~= 'qrun:' then q = di.routing_key end\n"   \
     "      local p = tonumber(e.properties.priority) or 0\n"                                   \
     "      if p >= 9 then q = q .. '\\6\\0229' elseif p >= 6 then q = q .. '\\6\\0226'\n"     \
     "      elseif p >= 3 then q = q .. '\\6\\0223' end\n"                                      \
     "    end\n"                                                                                \
-    "    redis.call('RPUSH', q, m)\n"                                                          \
-    "    n = n + 1\n"                                                                          \
+    "    local r = redis.pcall('RPUSH', q, m)\n" /* q may name a key of another type */       \
+    "    if type(r) == 'table' and r.err then redis.call('RPUSH', 'celery', m) end\n"          \
     "  end\n"                                                                                  \
+    "  return n\n"                                                                             \
     "end\n"
 
 /* KEYS[1] inflight */

@@ -1,5 +1,7 @@
 #include "task.h"
 
+#include "buf.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -77,15 +79,26 @@ int task_bind(const struct task_def *t, json_t *args, json_t *kwargs,
         }
         arg[i] = val;
     }
-    for (size_t i = 0; i < n; i++) {
-        if (arg[i] == NULL) {
-            *where = name[i];
-            snprintf(err, errlen, "%s() missing required argument: '%.*s'", short_name(t),
-                     (int)len[i], name[i]);
-            return -1;
-        }
+    /* Python's words: "add() missing 1 required positional argument: 'y'",
+     * "... 2 ... arguments: 'x' and 'y'", "... 3 ...: 'a', 'b', and 'c'" */
+    size_t missing[TASK_MAX_PARAMS], nmissing = 0;
+    for (size_t i = 0; i < n; i++)
+        if (arg[i] == NULL)
+            missing[nmissing++] = i;
+    if (nmissing == 0)
+        return 0;
+    *where = name[missing[0]];
+    struct buf names = {0};
+    for (size_t j = 0; j < nmissing; j++) {
+        size_t i = missing[j];
+        if (j > 0)
+            buf_puts(&names, nmissing == 2 ? " and " : j + 1 == nmissing ? ", and " : ", ");
+        buf_printf(&names, "'%.*s'", (int)len[i], name[i]);
     }
-    return 0;
+    snprintf(err, errlen, "%s() missing %zu required positional argument%s: %s", short_name(t),
+             nmissing, nmissing == 1 ? "" : "s", names.data);
+    buf_free(&names);
+    return -1;
 }
 
 int task_run(const struct task_def *t, json_t *const *arg, struct task_ctx *ctx)

@@ -338,3 +338,43 @@ print(json.dumps(m))' "$CELERY_DIR" "$id")"
     # none of them registered as a runner
     assert_equal "$(rcli zcard qrun:runners)" 0
 }
+
+@test "a dead runner's claims go back in their order: the oldest claim runs first again" {
+    local ids="$BATS_TEST_TMPDIR/ids"
+    # three claims of a runner that died long ago, as claims leave them:
+    # each pushed on the left of its in-flight list, the oldest rightmost
+    "$PY" "$CELERY_DIR/enqueue.py" 3 "$ids"
+    for _ in 1 2 3; do
+        rcli lmove celery "qrun:inflight:dead@host:1:x:0" right left >/dev/null
+    done
+    rcli zadd qrun:runners 1 "dead@host:1:x" >/dev/null
+    rcli hset "qrun:runner:dead@host:1:x" concurrency 1 >/dev/null
+    start_runner -c 1
+    retry 100 0.1 all_done "$ids" 3
+    [ "$(rcli zscore qrun:runners "dead@host:1:x")" = "" ] # forgotten
+    [ "$(rcli exists "qrun:runner:dead@host:1:x")" = 0 ]
+    # the run order in the log is the claim order (enqueue.py's order)
+    run bash -c "grep -o 'Task tasks\.[a-z]*\[[^]]*\] succeeded' '$RUNNER_LOG' | sed 's/.*\[\(.*\)\].*/\1/'"
+    [ "$output" = "$(cut -d' ' -f1 "$ids")" ]
+}
+
+@test "a claimed message whose routing key names one of our keys, or a key of another type, goes back to celery" {
+    local ids="$BATS_TEST_TMPDIR/ids" ids2="$BATS_TEST_TMPDIR/ids2"
+    local inflight="qrun:inflight:dead@host:2:y:0"
+    # routing key = the in-flight list itself: put back there, a requeue
+    # would never end (Redis stuck in the script)
+    "$PY" "$CELERY_DIR/enqueue.py" 1 "$ids" mix "$inflight"
+    # routing key = a key that is a string by the time it is put back
+    "$PY" "$CELERY_DIR/enqueue.py" 1 "$ids2" mix not-a-list
+    rcli lmove not-a-list "$inflight" right left >/dev/null
+    rcli set not-a-list x >/dev/null
+    [ "$(rcli llen "$inflight")" = 2 ]
+    rcli zadd qrun:runners 1 "dead@host:2:y" >/dev/null
+    rcli hset "qrun:runner:dead@host:2:y" concurrency 1 >/dev/null
+    start_runner -c 1
+    retry 100 0.1 all_done "$ids" 1
+    retry 100 0.1 all_done "$ids2" 1
+    [ "$(rcli llen "$inflight")" = 0 ]
+    [ "$(rcli get not-a-list)" = x ]
+    [ "$(rcli ping)" = PONG ] # Redis is not stuck in a script
+}

@@ -160,19 +160,20 @@ static void test_bind_errors(void)
     /* a missing argument: *where points at its name in t->params */
     int rc = bind("add", "[1]", NULL);
     check_int(rc, -1);
-    check_str(err, "add() missing required argument: 'y'");
+    check_str(err, "add() missing 1 required positional argument: 'y'");
     const char *params = task_find("add")->params;
     check(where == params + 2, "*where is the missing parameter's name in t->params");
     rc = bind("add", "[]", "{\"y\": 1}");
     check_int(rc, -1);
-    check_str(err, "add() missing required argument: 'x'");
+    check_str(err, "add() missing 1 required positional argument: 'x'");
     check(where == params, "*where is the missing parameter's name in t->params");
     check(where != NULL && strncmp(where, "x", 1) == 0, "*where starts with the name");
     rc = bind("add", "[]", NULL);
     check_int(rc, -1);
-    check_str(err, "add() missing required argument: 'x'"); /* the first one */
+    check_str(err, "add() missing 2 required positional arguments: 'x' and 'y'");
+    check(where == params, "*where is the first missing parameter");
     rc = bind("sleep", "[]", "{}");
-    check_str(err, "sleep() missing required argument: 'seconds'");
+    check_str(err, "sleep() missing 1 required positional argument: 'seconds'");
     check_str(where, "seconds");
 
     /* a short err buffer: truncated, still a C string */
