@@ -163,6 +163,8 @@ static int status_of(struct http_req *rq, struct http_resp *rs, const char *id)
     char key[sizeof(CEL_META_PREFIX) + CEL_ID_MAX];
     snprintf(key, sizeof(key), CEL_META_PREFIX "%s", id);
     redisReply *rep = rds_command(db(), "GET %s", key);
+    if (rep == NULL && redis.reply_err) /* WRONGTYPE: that key holds no task result */
+        return http_error(rs, 404, "Task not found");
     if (rep == NULL)
         return unavailable(rs);
     if (rep->type != REDIS_REPLY_STRING) {

@@ -32,8 +32,8 @@ int qrun_runner_key(char *out, size_t n, const char *runner)
  * did store (a Python client sending the same id twice) changes nothing. */
 #define LUA_IS_FINAL                                                                           \
     "local function is_final(key)\n"                                                           \
-    "  local cur = redis.call('GET', key)\n"                                                   \
-    "  if not cur then return false end\n"                                                     \
+    "  local cur = redis.pcall('GET', key)\n" /* not a string: not a result */                \
+    "  if type(cur) ~= 'string' then return false end\n"                                       \
     "  local st = string.match(cur, '\"status\":%s*\"(%u+)\"')\n"                              \
     "  return st == 'SUCCESS' or st == 'FAILURE' or st == 'REVOKED'\n"                         \
     "end\n"

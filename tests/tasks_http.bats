@@ -273,6 +273,11 @@ print(bad)' "$BATS_TEST_TMPDIR/expected")
     api GET "/api/tasks/$id?wait=1"
     assert_equal "$status" 404
     assert_equal "$body" '{"detail":"Task not found"}'
+    # a key of that name that holds no result (another type) is not a task
+    rcli rpush "celery-task-meta-not-a-result" x >/dev/null
+    api GET "/api/tasks/not-a-result"
+    assert_equal "$status" 404
+    assert_equal "$body" '{"detail":"Task not found"}'
 }
 
 @test "a bad wait is 422: not a number, negative, over 30" {
