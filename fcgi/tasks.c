@@ -48,11 +48,6 @@ static int unavailable(struct http_resp *rs)
     return http_error(rs, 503, "Task queue unavailable, try again shortly");
 }
 
-static int invalid(struct http_resp *rs, json_t *loc, const char *msg, const char *type)
-{
-    return http_error_422(rs, loc, msg, type);
-}
-
 static int submit(struct http_req *rq, struct http_resp *rs, const char *name)
 {
     const struct task_def *t = task_find(name);
@@ -68,20 +63,20 @@ static int submit(struct http_req *rq, struct http_resp *rs, const char *name)
         if (body == NULL) {
             char msg[256];
             snprintf(msg, sizeof(msg), "JSON decode error: %s", je.text);
-            return invalid(rs, json_pack("[si]", "body", (json_int_t)je.position), msg,
-                           "json_invalid");
+            return http_error_422(rs, json_pack("[si]", "body", (json_int_t)je.position), msg,
+                                  "json_invalid");
         }
         if (!json_is_object(body)) {
             json_decref(body);
-            return invalid(rs, json_pack("[s]", "body"), "Input should be a valid dictionary",
-                           "dict_type");
+            return http_error_422(rs, json_pack("[s]", "body"),
+                                  "Input should be a valid dictionary", "dict_type");
         }
         const char *key;
         json_t *v;
         json_object_foreach(body, key, v) {
             if (strcmp(key, "args") != 0 && strcmp(key, "kwargs") != 0) {
-                invalid(rs, json_pack("[ss]", "body", key), "Extra inputs are not permitted",
-                        "extra_forbidden");
+                http_error_422(rs, json_pack("[ss]", "body", key), "Extra inputs are not permitted",
+                               "extra_forbidden");
                 json_decref(body);
                 return rs->status;
             }
@@ -90,13 +85,13 @@ static int submit(struct http_req *rq, struct http_resp *rs, const char *name)
         kwargs = json_object_get(body, "kwargs");
         if (args != NULL && !json_is_array(args)) {
             json_decref(body);
-            return invalid(rs, json_pack("[ss]", "body", "args"), "Input should be a valid list",
-                           "list_type");
+            return http_error_422(rs, json_pack("[ss]", "body", "args"),
+                                  "Input should be a valid list", "list_type");
         }
         if (kwargs != NULL && !json_is_object(kwargs)) {
             json_decref(body);
-            return invalid(rs, json_pack("[ss]", "body", "kwargs"),
-                           "Input should be a valid dictionary", "dict_type");
+            return http_error_422(rs, json_pack("[ss]", "body", "kwargs"),
+                                  "Input should be a valid dictionary", "dict_type");
         }
     }
     json_t *no_args = json_array(), *no_kwargs = json_object();
@@ -113,10 +108,10 @@ static int submit(struct http_req *rq, struct http_resp *rs, const char *name)
         int missing = strstr(err, "missing") != NULL;
         json_t *loc = kw && !missing ? json_pack("[sss]", "body", "kwargs", where)
                                      : json_pack("[ss]", "body", "args");
-        invalid(rs, loc, err,
-                missing ? "missing_argument"
-                : kw    ? "unexpected_keyword_argument"
-                        : "too_many_arguments");
+        http_error_422(rs, loc, err,
+                       missing ? "missing_argument"
+                       : kw    ? "unexpected_keyword_argument"
+                               : "too_many_arguments");
     } else {
         char id[37];
         cel_uuid(id);
@@ -125,8 +120,9 @@ static int submit(struct http_req *rq, struct http_resp *rs, const char *name)
         } else {
             char loc[512];
             snprintf(loc, sizeof(loc), "%.400s/%s", serve_cfg.prefix, id);
-            http_json_new(rs, 202, json_pack("{s:s,s:s,s:s}", "id", id, "task", t->name,
-                                             "status", CEL_PENDING));
+            http_json_new(
+                rs, 202,
+                json_pack("{s:s,s:s,s:s}", "id", id, "task", t->name, "status", CEL_PENDING));
             http_header_add(rs, "Location", loc);
         }
     }
@@ -157,7 +153,7 @@ static int status_of(struct http_req *rq, struct http_resp *rs, const char *id)
         char msg[96];
         snprintf(msg, sizeof(msg), "Input should be a number of seconds from 0 to %ld",
                  cfg.max_wait);
-        return invalid(rs, json_pack("[ss]", "query", "wait"), msg, "number_range");
+        return http_error_422(rs, json_pack("[ss]", "query", "wait"), msg, "number_range");
     }
     double deadline = aserve_deadline(wait);
     char key[sizeof(CEL_META_PREFIX) + CEL_ID_MAX];
@@ -193,7 +189,9 @@ static int status_of(struct http_req *rq, struct http_resp *rs, const char *id)
         char *mtext = json_is_string(m) ? NULL : json_dumps(m, JSON_ENCODE_ANY);
         char error[600];
         snprintf(error, sizeof(error), "%s: %s", type ? type : status,
-                 json_is_string(m) ? json_string_value(m) : mtext ? mtext : "");
+                 json_is_string(m) ? json_string_value(m)
+                 : mtext           ? mtext
+                                   : "");
         free(mtext);
         json_object_set_new(out, "error", json_string(error));
     }
@@ -214,20 +212,10 @@ static int tasks(struct http_req *rq, struct http_resp *rs)
 
 int main(int argc, char **argv)
 {
-    /* A malformed REDIS_URL is a start-up error (and fails --check). */
-    const char *url = getenv("REDIS_URL");
-    char err[128];
-    if (url != NULL && rds_init(&redis, url, 1000, err, sizeof(err)) != 0) {
-        log_init("tasks", LOG_LVL_INFO);
-        log_err("conf: REDIS_URL: %s", err);
-        return 1;
-    }
-    if (url != NULL)
-        rds_free(&redis);
     const struct conf_entry conf[] = {
-        {"REDIS_URL", CONF_STR, NULL, &cfg.redis_url, 0, 0, NULL},
-        {"RESULT_EXPIRES", CONF_INT, "86400", &cfg.result_ttl, 1, 365L * 86400, NULL},
-        {"TASK_MAX_WAIT", CONF_INT, "30", &cfg.max_wait, 0, 3600, NULL},
+        {"REDIS_URL", CONF_STR, NULL, &cfg.redis_url, 0, 0, NULL, rds_url_check},
+        {"RESULT_EXPIRES", CONF_INT, "86400", &cfg.result_ttl, 1, 365L * 86400, NULL, NULL},
+        {"TASK_MAX_WAIT", CONF_INT, "30", &cfg.max_wait, 0, 3600, NULL, NULL},
     };
     int rc = aserve_main(argc, argv, "tasks", conf, sizeof(conf) / sizeof(conf[0]), tasks,
                          &cfg.redis_url);

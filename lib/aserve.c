@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "clock.h"
 #include "fcgiproto.h"
 #include "log.h"
 #include "mem.h"
@@ -85,9 +86,7 @@ static struct {
 
 double aserve_now(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+    return clock_now();
 }
 
 double aserve_deadline(double wait)
@@ -428,9 +427,8 @@ static void dispatch(struct conn *c)
     buf_clear(&S.fmt);
     http_resp_format(rq, rs, &S.fmt);
     fcgp_respond(&c->out, c->p.id, S.fmt.data, S.fmt.len);
-    if (log_enabled(LOG_LVL_INFO))
-        log_info("%s %.2048s %d %.3fms request_id=%s", rq->head ? "HEAD" : rq->method,
-                 rq->target, rs->status, (aserve_now() - c->t_start) * 1e3, rq->request_id);
+    serve_log_begin(&S.logline, rq, rs->status);
+    serve_log_end(&S.logline, aserve_now() - c->t_start, rq->request_id);
     c->state = C_WRITING;
     conn_flush(c);
 }

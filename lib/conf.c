@@ -40,6 +40,13 @@ static int load_one(const struct conf_entry *e, char *err, size_t errlen)
     }
     switch (e->type) {
     case CONF_STR:
+        if (e->check != NULL) {
+            char why[192];
+            if (e->check(val, why, sizeof(why)) != 0) {
+                snprintf(err, errlen, "%s: %s", e->name, why);
+                return -1;
+            }
+        }
         *(char **)e->ptr = xstrdup(val);
         return 0;
     case CONF_INT:

@@ -21,6 +21,9 @@ struct conf_entry {
     void *ptr;                  /* where the parsed value goes, see conf_type */
     long min, max;              /* CONF_INT bounds, inclusive */
     const char *const *choices; /* CONF_ENUM: NULL-terminated list */
+    /* CONF_STR: optional check of the value's form; 0, or -1 with the
+     * reason in err (reported as "NAME: reason") */
+    int (*check)(const char *value, char *err, size_t errlen);
 };
 
 /* Read every entry of `tab` from the environment, or its default.

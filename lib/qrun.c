@@ -209,14 +209,6 @@ static long int_reply(redisReply *rep)
     return v;
 }
 
-int qrun_store_state(struct rds *r, const char *meta_key, const char *meta, long ttl)
-{
-    char t[24];
-    snprintf(t, sizeof(t), "%ld", ttl);
-    const char *args[] = {meta_key, meta, t};
-    return int_reply(rds_eval(r, &state_script, 1, 3, args, NULL)) < 0 ? -1 : 0;
-}
-
 int qrun_send_state(struct rds *r, const char *meta_key, const char *meta, long ttl)
 {
     char t[24];
@@ -225,26 +217,38 @@ int qrun_send_state(struct rds *r, const char *meta_key, const char *meta, long 
     return rds_send_eval(r, &state_script, 1, 3, args, NULL);
 }
 
+/* finish_script's keys and arguments (msg may hold any bytes). */
+struct finish_args {
+    char ttl[24];
+    const char *arg[5];
+    size_t len[5];
+};
+
+static void finish_args(struct finish_args *f, const char *inflight, const char *msg,
+                        size_t len, const char *meta_key, const char *meta, long ttl)
+{
+    snprintf(f->ttl, sizeof(f->ttl), "%ld", ttl);
+    const char *a[5] = {inflight, meta_key, msg, meta ? meta : "", f->ttl};
+    for (int i = 0; i < 5; i++) {
+        f->arg[i] = a[i];
+        f->len[i] = i == 2 ? len : strlen(a[i]);
+    }
+}
+
 int qrun_send_finish(struct rds *r, const char *inflight, const char *msg, size_t len,
                      const char *meta_key, const char *meta, long ttl)
 {
-    char t[24];
-    snprintf(t, sizeof(t), "%ld", ttl);
-    const char *args[] = {inflight, meta_key, msg, meta ? meta : "", t};
-    size_t lens[] = {strlen(inflight), strlen(meta_key), len, meta ? strlen(meta) : 0,
-                     strlen(t)};
-    return rds_send_eval(r, &finish_script, 2, 5, args, lens);
+    struct finish_args f = {0};
+    finish_args(&f, inflight, msg, len, meta_key, meta, ttl);
+    return rds_send_eval(r, &finish_script, 2, 5, f.arg, f.len);
 }
 
 int qrun_finish(struct rds *r, const char *inflight, const char *msg, size_t len,
                 const char *meta_key, const char *meta, long ttl)
 {
-    char t[24];
-    snprintf(t, sizeof(t), "%ld", ttl);
-    const char *args[] = {inflight, meta_key, msg, meta ? meta : "", t};
-    size_t lens[] = {strlen(inflight), strlen(meta_key), len, meta ? strlen(meta) : 0,
-                     strlen(t)};
-    return (int)int_reply(rds_eval(r, &finish_script, 2, 5, args, lens));
+    struct finish_args f = {0};
+    finish_args(&f, inflight, msg, len, meta_key, meta, ttl);
+    return (int)int_reply(rds_eval(r, &finish_script, 2, 5, f.arg, f.len));
 }
 
 long qrun_requeue(struct rds *r, const char *inflight)
@@ -260,17 +264,16 @@ int qrun_heartbeat(struct rds *r, const char *id, const char *host, long pid,
     if (qrun_runner_key(hkey, sizeof(hkey), id) != 0)
         return -1;
     long long now = qrun_now_ms();
-    /* ZADD CH tells whether we were still registered (0 changed with XX
-     * would be ambiguous): NX first, which adds only if we were reaped. */
-    if (rds_append(r, "ZADD %s NX %lld %s", QRUN_RUNNERS, now, id) != 0 ||
-        rds_append(r, "ZADD %s XX %lld %s", QRUN_RUNNERS, now, id) != 0 ||
+    /* ZADD answers 1 when the member is new: we had been reaped (or this is
+     * the first beat), 0 when it only moved our score. */
+    if (rds_append(r, "ZADD %s %lld %s", QRUN_RUNNERS, now, id) != 0 ||
         rds_append(r, "HSET %s host %s pid %ld queues %s concurrency %d started %lld", hkey, host,
                    pid, queues, concurrency, started_ms) != 0 ||
         rds_append(r, "EXPIRE %s %ld", hkey, lease_s * 10 + 60) != 0)
         return -1;
     long added = int_reply(rds_reply(r));
     long rest = 0;
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < 2; i++) {
         redisReply *rep = rds_reply(r);
         if (rep == NULL)
             rest = -1;

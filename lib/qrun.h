@@ -45,10 +45,8 @@ int qrun_claim(struct rds *r, const char *inflight, const char *const *keys, int
 int qrun_claim_wait(struct rds *r, const char *inflight, const char *key, double timeout,
                     char **msg, size_t *len);
 
-/* Store a non-final state (STARTED) unless the task is already ready.
- * Returns 0 or -1 on a Redis error. qrun_send_state() sends the same without
- * waiting for the reply (rds_send_eval): 0 sent, -1 not sent. */
-int qrun_store_state(struct rds *r, const char *meta_key, const char *meta, long ttl);
+/* Store a non-final state (STARTED) unless the task is already ready,
+ * sent without waiting for the reply (rds_send_eval): 0 sent, -1 not sent. */
 int qrun_send_state(struct rds *r, const char *meta_key, const char *meta, long ttl);
 
 /* Finish a claimed message: remove it from inflight and, unless meta is

@@ -8,19 +8,13 @@
 #include <strings.h>
 #include <time.h>
 
+#include "clock.h"
 #include "conf.h"
 #include "log.h"
 #include "mem.h"
 
 #define BACKOFF_MIN 0.05
 #define BACKOFF_MAX 2.0
-
-static double mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int parse_db(const char *s, int *db)
 {
@@ -87,6 +81,15 @@ bad:
     return -1;
 }
 
+int rds_url_check(const char *url, char *err, size_t errlen)
+{
+    struct rds r;
+    if (rds_init(&r, url, 0, err, errlen) != 0)
+        return -1;
+    rds_free(&r);
+    return 0;
+}
+
 void rds_free(struct rds *r)
 {
     rds_disconnect(r);
@@ -149,7 +152,7 @@ int rds_connect(struct rds *r)
 {
     if (r->c != NULL)
         return 0;
-    double now = mono_now();
+    double now = clock_now();
     if (now < r->next_try) {
         if (r->err[0] == '\0')
             set_err(r, 0, "Redis unavailable");
@@ -175,7 +178,7 @@ int rds_connect(struct rds *r)
 
 void rds_backoff_wait(struct rds *r)
 {
-    double wait = r->next_try - mono_now();
+    double wait = r->next_try - clock_now();
     if (wait <= 0)
         wait = BACKOFF_MIN;
     struct timespec ts = {(time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9)};

@@ -44,6 +44,9 @@ int rds_init(struct rds *r, const char *url, int timeout_ms, char *err, size_t e
     __attribute__((warn_unused_result));
 void rds_free(struct rds *r);
 
+/* Whether url is a REDIS_URL rds_init accepts (a conf_entry check). */
+int rds_url_check(const char *url, char *err, size_t errlen);
+
 /* Connect now unless connected. Returns 0, or -1 with r->err set; during
  * the backoff after a failed attempt it fails at once without trying. */
 int rds_connect(struct rds *r);

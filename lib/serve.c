@@ -5,9 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "log.h"
 
 extern char **environ;
@@ -73,12 +73,6 @@ static int io_write(struct io *io, const char *src, size_t n)
     return 0;
 }
 
-static double now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 /* Request state lives across requests so that a warm process serves without
  * allocating: every buffer keeps its capacity and is cleared, not freed. */
@@ -92,10 +86,9 @@ static double t_start;
 
 static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
 {
-    t_start = now_ms();
+    t_start = clock_now();
     http_resp_clear(&rs);
     buf_clear(&out);
-    buf_clear(&logline);
 
     size_t len;
     if (http_req_parse(&rq, envp, cfg.prefix, &rs) == 0 &&
@@ -114,15 +107,25 @@ static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
     if (io_write(io, out.data, out.len) != 0)
         log_warn("client went away before the response was written (request_id=%s)",
                  rq.request_id);
-    if (log_enabled(LOG_LVL_INFO))
-        buf_printf(&logline, "%s %.2048s %d", rq.head ? "HEAD" : rq.method, rq.target, rs.status);
+    serve_log_begin(&logline, &rq, rs.status);
 }
 
-/* The per-request INFO line, written once the response is on its way. */
+void serve_log_begin(struct buf *line, const struct http_req *req, int status)
+{
+    buf_clear(line);
+    if (log_enabled(LOG_LVL_INFO))
+        buf_printf(line, "%s %.2048s %d", req->head ? "HEAD" : req->method, req->target, status);
+}
+
+void serve_log_end(const struct buf *line, double seconds, const char *request_id)
+{
+    if (line->len > 0)
+        log_info("%s %.3fms request_id=%s", line->data, seconds * 1e3, request_id);
+}
+
 static void log_request(void)
 {
-    if (logline.len > 0)
-        log_info("%s %.3fms request_id=%s", logline.data, now_ms() - t_start, rq.request_id);
+    serve_log_end(&logline, clock_now() - t_start, rq.request_id);
 }
 
 int serve_setup(int argc, char **argv, const char *name, const struct conf_entry *conf,
@@ -131,9 +134,9 @@ int serve_setup(int argc, char **argv, const char *name, const struct conf_entry
     char default_prefix[128];
     snprintf(default_prefix, sizeof(default_prefix), "/api/%s", name);
     const struct conf_entry common[] = {
-        {"LOG_LEVEL", CONF_ENUM, "INFO", &cfg.log_level, 0, 0, level_names},
-        {"MAX_BODY_BYTES", CONF_INT, "1048576", &cfg.max_body, 0, 1L << 30, NULL},
-        {"ROUTE_PREFIX", CONF_STR, default_prefix, &cfg.prefix, 0, 0, NULL},
+        {"LOG_LEVEL", CONF_ENUM, "INFO", &cfg.log_level, 0, 0, level_names, NULL},
+        {"MAX_BODY_BYTES", CONF_INT, "1048576", &cfg.max_body, 0, 1L << 30, NULL, NULL},
+        {"ROUTE_PREFIX", CONF_STR, default_prefix, &cfg.prefix, 0, 0, NULL, NULL},
     };
     log_init(name, LOG_LVL_INFO);
     char err[256];

@@ -46,4 +46,11 @@ int serve_setup(int argc, char **argv, const char *name, const struct conf_entry
  * status it left empty. */
 void serve_complete(const struct http_req *rq, struct http_resp *rs);
 
+/* The per-request INFO line, "GET /api/hello/x 200 0.053ms request_id=...",
+ * in two steps: begin takes the request's part into line while the request
+ * is alive (nothing when INFO is off), end writes it with the duration once
+ * the response is on its way. */
+void serve_log_begin(struct buf *line, const struct http_req *rq, int status);
+void serve_log_end(const struct buf *line, double seconds, const char *request_id);
+
 #endif

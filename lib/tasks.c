@@ -2,7 +2,6 @@
  * "<module>.<function>" so Python clients call them unchanged
  * (add.delay(4, 4) sends "tasks.add"). See task.h to add one. */
 #include <errno.h>
-#include <limits.h>
 #include <math.h>
 #include <time.h>
 

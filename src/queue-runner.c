@@ -26,6 +26,7 @@
 
 #include "buf.h"
 #include "celery.h"
+#include "clock.h"
 #include "conf.h"
 #include "jsonfmt.h"
 #include "log.h"
@@ -62,13 +63,6 @@ static void on_stop(int sig)
     stopping = 1;
 }
 
-static double mono(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static void nap(double s)
 {
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
@@ -94,12 +88,14 @@ struct worker {
     int slot;
     struct rds r;
     char inflight[256];
-    const char *keys[MAX_QUEUES * 4]; /* queue lists, priority-major */
+    const char *keys[MAX_QUEUES * 4]; /* queue lists, priority-major: */
+    char key_names[MAX_QUEUES * 4][CEL_QUEUE_MAX + 8]; /* ...pointing here */
     int nkeys;
     struct buf meta;
     char key[sizeof(CEL_META_PREFIX) + CEL_ID_MAX]; /* result key of the task at hand */
     pid_t pid;
-    char *who; /* STARTED result JSON: {"pid":..,"hostname":..} */
+    json_t *who;     /* STARTED result: {"pid":..,"hostname":..} */
+    char *who_json; /* the same as text, for the claim script */
     int down;  /* Redis unreachable: warn once per outage */
 
     /* claimed, not yet run (all in the in-flight list) */
@@ -216,7 +212,7 @@ static double run_message(struct worker *w, const char *msg, size_t len, int sta
     char err[256];
     json_t *result = NULL;
     const char *status = CEL_SUCCESS;
-    double t0 = mono();
+    double t0 = clock_now();
 
     int parsed = cel_parse(&m, msg, len, err, sizeof(err)) == 0;
     snprintf(w->key, sizeof(w->key), CEL_META_PREFIX "%s", m.id ? m.id : "-");
@@ -243,10 +239,8 @@ static double run_message(struct worker *w, const char *msg, size_t len, int sta
              * by the claim script, or (a message that came by BLMOVE) sent
              * now, its reply read with the next command. */
             if (!started_stored && !m.ignore_result) {
-                json_t *who = json_loads(w->who, 0, NULL);
                 buf_clear(&w->meta);
-                cel_meta(&w->meta, CEL_STARTED, who, NULL, m.id, m.task);
-                json_decref(who);
+                cel_meta(&w->meta, CEL_STARTED, w->who, NULL, m.id, m.task);
                 sent_room(w);
                 if (qrun_send_state(&w->r, w->key, w->meta.data, cfg.result_ttl) != 0) {
                     log_warn("Task %s[%s]: STARTED not stored: %s", m.task, m.id, w->r.err);
@@ -271,7 +265,7 @@ static double run_message(struct worker *w, const char *msg, size_t len, int sta
         if (strcmp(status, CEL_SUCCESS) == 0) {
             struct buf r = {0};
             jsonfmt_dump(result, &r, JSON_COMPACT | JSON_ENCODE_ANY);
-            log_info("Task %s[%s] succeeded in %.6fs: %.200s", m.task, m.id, mono() - t0,
+            log_info("Task %s[%s] succeeded in %.6fs: %.200s", m.task, m.id, clock_now() - t0,
                      r.data ? r.data : "?");
             buf_free(&r);
         } else {
@@ -284,7 +278,7 @@ static double run_message(struct worker *w, const char *msg, size_t len, int sta
     }
     json_decref(result);
     cel_msg_free(&m);
-    return mono() - t0;
+    return clock_now() - t0;
 }
 
 static int worker_main(int slot)
@@ -292,21 +286,17 @@ static int worker_main(int slot)
     struct worker w = {.slot = slot, .pid = getpid()};
     char err[128];
     /* the STARTED result: who runs the task (Celery stores pid and hostname) */
-    json_t *who = json_pack("{s:i,s:s}", "pid", (int)w.pid, "hostname", cfg.id);
-    w.who = json_dumps(who, JSON_COMPACT);
-    json_decref(who);
+    w.who = json_pack("{s:i,s:s}", "pid", (int)w.pid, "hostname", cfg.id);
+    w.who_json = json_dumps(w.who, JSON_COMPACT);
     if (rds_init(&w.r, cfg.redis_url, 5000, err, sizeof(err)) != 0)
         return 1;
     qrun_inflight_key(w.inflight, sizeof(w.inflight), cfg.id, slot);
     /* Priority-major, like kombu: every queue's band 0 before any band 3. */
     static const int bands[] = {0, 3, 6, 9};
-    char *names[MAX_QUEUES * 4];
     for (int b = 0; b < 4; b++) {
         for (int q = 0; q < cfg.nqueue; q++) {
-            char k[CEL_QUEUE_MAX + 8];
-            cel_queue_key(k, sizeof(k), cfg.queue[q], bands[b]);
-            names[w.nkeys] = xstrdup(k);
-            w.keys[w.nkeys] = names[w.nkeys];
+            cel_queue_key(w.key_names[w.nkeys], sizeof(w.key_names[0]), cfg.queue[q], bands[b]);
+            w.keys[w.nkeys] = w.key_names[w.nkeys];
             w.nkeys++;
         }
     }
@@ -362,7 +352,7 @@ static int worker_main(int slot)
             w.k = 1;
         slowest = 0;
         w.nbatch = w.ibatch = 0;
-        int n = qrun_claim(&w.r, w.inflight, w.keys, w.nkeys, w.who, cfg.result_ttl, w.k,
+        int n = qrun_claim(&w.r, w.inflight, w.keys, w.nkeys, w.who_json, cfg.result_ttl, w.k,
                            w.batch, w.blen);
         if (n < 0) {
             dirty = 1;
@@ -400,9 +390,8 @@ static int worker_main(int slot)
         sent_free(&w.redo[i]);
     for (int i = 0; i < w.nsent; i++)
         sent_free(&w.sent[(w.shead + i) % SENT_MAX]);
-    free(w.who);
-    for (int i = 0; i < w.nkeys; i++)
-        free(names[i]);
+    json_decref(w.who);
+    free(w.who_json);
     buf_free(&w.meta);
     rds_free(&w.r);
     return rc;
@@ -478,11 +467,11 @@ int main(int argc, char **argv)
     log_init("queue-runner", LOG_LVL_INFO);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     const struct conf_entry conf[] = {
-        {"REDIS_URL", CONF_STR, NULL, &cfg.redis_url, 0, 0, NULL},
-        {"LOG_LEVEL", CONF_ENUM, "INFO", &cfg.log_level, 0, 0, level_names},
-        {"RESULT_EXPIRES", CONF_INT, "86400", &cfg.result_ttl, 1, 365L * 86400, NULL},
-        {"RUNNER_LEASE", CONF_INT, "10", &cfg.lease, 2, 3600, NULL},
-        {"RUNNER_DRAIN", CONF_INT, "30", &cfg.drain, 0, 86400, NULL},
+        {"REDIS_URL", CONF_STR, NULL, &cfg.redis_url, 0, 0, NULL, rds_url_check},
+        {"LOG_LEVEL", CONF_ENUM, "INFO", &cfg.log_level, 0, 0, level_names, NULL},
+        {"RESULT_EXPIRES", CONF_INT, "86400", &cfg.result_ttl, 1, 365L * 86400, NULL, NULL},
+        {"RUNNER_LEASE", CONF_INT, "10", &cfg.lease, 2, 3600, NULL, NULL},
+        {"RUNNER_DRAIN", CONF_INT, "30", &cfg.drain, 0, 86400, NULL, NULL},
     };
     char err[256];
     if (conf_load(conf, sizeof(conf) / sizeof(conf[0]), err, sizeof(err)) != 0) {
@@ -556,12 +545,12 @@ int main(int argc, char **argv)
     for (;;) {
         if (stopping && drain_deadline == 0) {
             log_info("stopping: finishing running tasks (up to %lds)", cfg.drain);
-            drain_deadline = mono() + (double)cfg.drain;
+            drain_deadline = clock_now() + (double)cfg.drain;
             for (int i = 0; i < cfg.concurrency; i++)
                 if (child[i] > 0)
                     kill(child[i], SIGTERM);
         }
-        if (stopping && !killed && mono() >= drain_deadline) {
+        if (stopping && !killed && clock_now() >= drain_deadline) {
             log_warn("drain deadline passed: stopping the workers still running; their tasks "
                      "go back to the queue");
             for (int i = 0; i < cfg.concurrency; i++)
@@ -604,15 +593,15 @@ int main(int argc, char **argv)
         if (stopping && live == 0) {
             if (unsettled == 0)
                 break;
-            if (mono() >= drain_deadline) {
+            if (clock_now() >= drain_deadline) {
                 log_warn("Redis unreachable (%s): %d worker list(s) not put back; a live "
                          "runner will, %lds after this one's last heartbeat",
                          r.err, unsettled, cfg.lease);
                 break;
             }
         }
-        if (!stopping && mono() >= next_beat) {
-            next_beat = mono() + 1.0;
+        if (!stopping && clock_now() >= next_beat) {
+            next_beat = clock_now() + 1.0;
             int hb = qrun_heartbeat(&r, cfg.id, cfg.host, (long)getpid(), cfg.queues,
                                     (int)cfg.concurrency, started, cfg.lease);
             if (hb < 0) {

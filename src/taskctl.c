@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "celery.h"
+#include "clock.h"
 #include "buf.h"
 #include "conf.h"
 #include "jsonfmt.h"
@@ -139,13 +139,10 @@ int main(int argc, char **argv)
             if (rep != NULL && rep->type == REDIS_REPLY_STRING && is_ready(rep->str)) {
                 rc = report(rep->str);
             } else {
-                struct timespec t0, t;
-                clock_gettime(CLOCK_MONOTONIC, &t0);
+                double deadline = clock_now() + (double)timeout;
                 rc = -1;
                 while (rc < 0) {
-                    clock_gettime(CLOCK_MONOTONIC, &t);
-                    long left = timeout * 1000 - ((t.tv_sec - t0.tv_sec) * 1000 +
-                                                  (t.tv_nsec - t0.tv_nsec) / 1000000);
+                    long left = (long)((deadline - clock_now()) * 1000);
                     if (left <= 0) {
                         fprintf(stderr, "taskctl: no result for %s after %lds\n", id, timeout);
                         rc = 2;

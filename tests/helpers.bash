@@ -86,6 +86,15 @@ check_logs() {
     "$REPO/tests/check-logs" "$1"
 }
 
+# curl_batch CFG: run the requests of a curl -K config (entries separated
+# by `next`, each with output and write-out "%{http_code}\n"), 8 at a time
+# over one curl, and count the statuses into $BATS_TEST_TMPDIR/codes
+# ("   N 200" lines).
+curl_batch() {
+    curl -s --no-progress-meter -Z --parallel-max 8 -K "$1" |
+        sort | uniq -c >"$BATS_TEST_TMPDIR/codes"
+}
+
 # http METHOD PATH [curl args...]: request through the gateway; sets
 # $status, $body, $headers (lower-cased names).
 http() {

@@ -38,8 +38,7 @@ tasks_mix() {
         echo 'output = "/dev/null"'
         echo 'write-out = "%{http_code}\\n"'
     done >>"$cfg"
-    curl -s --no-progress-meter -Z --parallel-max 8 -K "$cfg" |
-        sort | uniq -c >"$BATS_TEST_TMPDIR/codes"
+    curl_batch "$cfg"
 }
 
 assert_tasks_mix() { # per kind: n/6 each; 200 = the finished read + the parked waits

@@ -37,8 +37,7 @@ load_mix() {
         echo 'output = "/dev/null"'
         echo 'write-out = "%{http_code}\\n"'
     done >>"$cfg"
-    curl -s --no-progress-meter -Z --parallel-max 8 -K "$cfg" |
-        sort | uniq -c >"$BATS_TEST_TMPDIR/codes"
+    curl_batch "$cfg"
 }
 
 # the statuses load_mix must see: every kind of request reached the route

@@ -120,4 +120,26 @@ static inline int check_done_at(const char *file)
 }
 #define check_done() check_done_at(__FILE__)
 
+/* check_json(got, want_text): got (a json_t *) equals the JSON text, in
+ * type too (5 is not 5.0). For tests that include jansson. */
+#ifdef JANSSON_H
+#include <stdlib.h>
+
+static inline int check_json_at(const char *file, int line, json_t *got, const char *want_text)
+{
+    json_t *want = json_loads(want_text, JSON_DECODE_ANY, NULL);
+    int ok = got != NULL && want != NULL && json_equal(got, want) &&
+             json_typeof(got) == json_typeof(want);
+    check_at(file, line, ok, "JSON values differ", want_text);
+    if (!ok) {
+        char *g = got ? json_dumps(got, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
+        fprintf(stderr, "  got %s\n", g ? g : "NULL");
+        free(g);
+    }
+    json_decref(want);
+    return ok;
+}
+#define check_json(got, want) check_json_at(__FILE__, __LINE__, (got), (want))
+#endif
+
 #endif

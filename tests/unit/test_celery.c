@@ -25,21 +25,6 @@ static const char captured[] =
     "\"body_encoding\": \"base64\", \"delivery_tag\": \"66ad4084-10cb-4904-a9f5-7ce49b231a7c\"}}";
 #define CAPTURED_ID "b5fc43c2-44e2-4217-92db-c133c0c6e17c"
 
-/* Equal JSON values; prints both on failure. */
-static int check_json_at(int line, json_t *got, const char *want_text)
-{
-    json_t *want = json_loads(want_text, JSON_DECODE_ANY, NULL);
-    int ok = got != NULL && want != NULL && json_equal(got, want);
-    check_at(__FILE__, line, ok, "JSON values differ", want_text);
-    if (!ok) {
-        char *g = got ? json_dumps(got, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-        fprintf(stderr, "  got %s\n", g ? g : "NULL");
-        free(g);
-    }
-    json_decref(want);
-    return ok;
-}
-#define check_json(got, want) check_json_at(__LINE__, (got), (want))
 
 static int is_hex(char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); }
 

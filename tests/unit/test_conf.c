@@ -74,7 +74,7 @@ static void test_parse_long(void)
 static void test_str(void)
 {
     char *s = NULL;
-    const struct conf_entry tab[] = {{V_STR, CONF_STR, "dflt", &s, 0, 0, NULL}};
+    const struct conf_entry tab[] = {{V_STR, CONF_STR, "dflt", &s, 0, 0, NULL, NULL}};
     char err[128] = "";
 
     unsetenv(V_STR);
@@ -106,13 +106,41 @@ static void test_str(void)
     unsetenv(V_STR);
 }
 
+/* a CONF_STR check: the value's form, reported with the variable's name */
+static int starts_with_x(const char *value, char *err, size_t errlen)
+{
+    if (value[0] == 'x')
+        return 0;
+    snprintf(err, errlen, "expected x..., got '%s'", value);
+    return -1;
+}
+
+static void test_str_check(void)
+{
+    char *s = NULL;
+    const struct conf_entry tab[] = {{V_STR, CONF_STR, "xyz", &s, 0, 0, NULL, starts_with_x}};
+    char err[128] = "";
+
+    unsetenv(V_STR);
+    check_int(conf_load(tab, 1, err, sizeof(err)), 0);
+    check_str(s, "xyz");
+    free(s);
+    s = NULL;
+
+    setenv(V_STR, "abc", 1);
+    check_int(conf_load(tab, 1, err, sizeof(err)), -1);
+    check_str(err, V_STR ": expected x..., got 'abc'");
+    check(s == NULL, "a refused value is not stored");
+    unsetenv(V_STR);
+}
+
 static void test_required(void)
 {
     char *s = NULL;
     long n = 0;
     const struct conf_entry tab[] = {
-        {V_STR, CONF_STR, NULL, &s, 0, 0, NULL},
-        {V_INT, CONF_INT, NULL, &n, 0, 10, NULL},
+        {V_STR, CONF_STR, NULL, &s, 0, 0, NULL, NULL},
+        {V_INT, CONF_INT, NULL, &n, 0, 10, NULL, NULL},
     };
     char err[128] = "";
 
@@ -147,7 +175,7 @@ static void test_required(void)
 static void test_int(void)
 {
     long n = -1;
-    const struct conf_entry tab[] = {{V_INT, CONF_INT, "42", &n, 1, 100, NULL}};
+    const struct conf_entry tab[] = {{V_INT, CONF_INT, "42", &n, 1, 100, NULL, NULL}};
     char err[160] = "";
 
     unsetenv(V_INT);
@@ -190,7 +218,7 @@ static void test_int(void)
 
     /* a bad default is as bad as a bad value */
     unsetenv(V_INT);
-    const struct conf_entry bad_def[] = {{V_INT, CONF_INT, "x", &n, 0, 9, NULL}};
+    const struct conf_entry bad_def[] = {{V_INT, CONF_INT, "x", &n, 0, 9, NULL, NULL}};
     check_int(conf_load(bad_def, 1, err, sizeof(err)), -1);
     check_str(err, V_INT ": expected an integer in 0..9, got 'x'");
 
@@ -207,7 +235,7 @@ static void test_int(void)
 static void test_enum(void)
 {
     int idx = -1;
-    const struct conf_entry tab[] = {{V_ENUM, CONF_ENUM, "green", &idx, 0, 0, colours}};
+    const struct conf_entry tab[] = {{V_ENUM, CONF_ENUM, "green", &idx, 0, 0, colours, NULL}};
     char err[160] = "";
 
     unsetenv(V_ENUM);
@@ -245,7 +273,7 @@ static void test_err_truncated(void)
 {
     /* errlen bounds the reason; it stays a C string */
     int idx = 0;
-    const struct conf_entry tab[] = {{V_ENUM, CONF_ENUM, "nope", &idx, 0, 0, colours}};
+    const struct conf_entry tab[] = {{V_ENUM, CONF_ENUM, "nope", &idx, 0, 0, colours, NULL}};
     char err[12];
     memset(err, 'X', sizeof(err));
     unsetenv(V_ENUM);
@@ -260,9 +288,9 @@ static void test_table_order(void)
     long n = 0;
     int idx = 0;
     const struct conf_entry tab[] = {
-        {V_STR, CONF_STR, "a", &s, 0, 0, NULL},
-        {V_INT, CONF_INT, "0", &n, -10, 10, NULL},
-        {V_ENUM, CONF_ENUM, "red", &idx, 0, 0, colours},
+        {V_STR, CONF_STR, "a", &s, 0, 0, NULL, NULL},
+        {V_INT, CONF_INT, "0", &n, -10, 10, NULL, NULL},
+        {V_ENUM, CONF_ENUM, "red", &idx, 0, 0, colours, NULL},
     };
     char err[128] = "";
     setenv(V_STR, "s", 1);
@@ -285,6 +313,7 @@ int main(void)
 {
     test_parse_long();
     test_str();
+    test_str_check();
     test_required();
     test_int();
     test_enum();

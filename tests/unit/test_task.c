@@ -9,22 +9,6 @@
 
 #include "check.h"
 
-/* Equal JSON values; prints both on failure. */
-static int check_json_at(int line, json_t *got, const char *want_text)
-{
-    json_t *want = json_loads(want_text, JSON_DECODE_ANY, NULL);
-    int ok = got != NULL && want != NULL && json_equal(got, want) &&
-             json_typeof(got) == json_typeof(want); /* 5 is not 5.0 */
-    check_at(__FILE__, line, ok, "JSON values differ", want_text);
-    if (!ok) {
-        char *g = got ? json_dumps(got, JSON_ENCODE_ANY | JSON_COMPACT) : NULL;
-        fprintf(stderr, "  got %s\n", g ? g : "NULL");
-        free(g);
-    }
-    json_decref(want);
-    return ok;
-}
-#define check_json(got, want) check_json_at(__LINE__, (got), (want))
 
 static void test_find(void)
 {
