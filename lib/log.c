@@ -8,12 +8,12 @@
 #include <time.h>
 #include <unistd.h>
 
-static char log_name[64] = "-";
+static char prog_name[64] = "-";
 static enum log_level log_threshold = LOG_LVL_INFO;
 
 void log_init(const char *name, enum log_level level)
 {
-    snprintf(log_name, sizeof(log_name), "%s", name);
+    snprintf(prog_name, sizeof(prog_name), "%s", name);
     log_threshold = level;
 }
 
@@ -38,6 +38,11 @@ int log_level_parse(const char *s, enum log_level *out)
 int log_enabled(enum log_level level)
 {
     return level >= log_threshold;
+}
+
+const char *log_name(void)
+{
+    return prog_name;
 }
 
 static const char *level_name(enum log_level level)
@@ -88,7 +93,7 @@ void log_msg(enum log_level level, const char *fmt, ...)
     /* worst case every byte becomes \xNN */
     char line[sizeof(msg) * 4 + 160];
     size_t pos = format_time(line, sizeof(line));
-    int h = snprintf(line + pos, sizeof(line) - pos, " - %s - %s - ", log_name, level_name(level));
+    int h = snprintf(line + pos, sizeof(line) - pos, " - %s - %s - ", prog_name, level_name(level));
     pos += (size_t)(h < 0 ? 0 : h);
     static const char hex[] = "0123456789abcdef";
     for (size_t i = 0; i < n; i++) {

@@ -20,6 +20,8 @@ enum log_level {
 /* `name` is copied (truncated to 63 bytes). Before log_init the name is "-"
  * and the level INFO. */
 void log_init(const char *name, enum log_level level);
+/* The name given to log_init ("-" before). */
+const char *log_name(void);
 /* "DEBUG", "INFO", "WARNING" (or "WARN"), "ERROR"; case-insensitive.
  * Returns 0 and sets *out, or -1. */
 int log_level_parse(const char *s, enum log_level *out);

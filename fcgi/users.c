@@ -1,0 +1,383 @@
+/* /api/users: the users service on PostgreSQL, with a Redis read cache.
+ *
+ *   GET    /api/users/{id}           -> 200 user | 404 | 422 bad id
+ *   GET    /api/users?limit=&after=  -> 200 {"items":[...],"next":url|null}
+ *   POST   /api/users                -> 201 user, Location | 409 taken | 422
+ *          {"username","email","password","full_name"?,"phone"?}
+ *   PATCH  /api/users/{id}           -> 200 user | 404 | 409 | 422
+ *          any of those fields (full_name and phone may be null)
+ *   DELETE /api/users/{id}           -> 204 | 404
+ *   PostgreSQL down or stuck: 503 with Retry-After, at once or after
+ *   DB_TIMEOUT_MS; never a hang.
+ *
+ * A user is the JSON of user_json() in sql/ (never the password hash).
+ * Reads of one user go through the cache (vcache.h: coherent with writes);
+ * X-Cache says hit or miss. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "log.h"
+#include "passwd.h"
+#include "redis.h"
+#include "serve.h"
+#include "valid.h"
+#include "vcache.h"
+
+#define PAGE_DEFAULT 20
+#define PAGE_MAX 100
+#define ID_MAX 9223372036854775807LL
+
+static struct {
+    char *database_url, *redis_url;
+    long db_timeout_ms, cache_ttl;
+} cfg;
+
+static const struct db_stmt stmts[] = {
+    {"user_get", "SELECT version, user_json(u) FROM users u WHERE id = $1", 1},
+    {"user_list", "SELECT id, user_json(u) FROM users u WHERE id > $1 ORDER BY id LIMIT $2", 1},
+    {"user_create",
+     "INSERT INTO users (username, email, full_name, password_hash, phone)"
+     " VALUES ($1, $2, $3, $4, $5) RETURNING id, version, user_json(users)",
+     0},
+    {"user_update",
+     "UPDATE users SET username = coalesce($2, username), email = coalesce($3, email),"
+     " full_name = CASE WHEN $4::boolean THEN $5 ELSE full_name END,"
+     " phone = CASE WHEN $6::boolean THEN $7 ELSE phone END,"
+     " password_hash = coalesce($8, password_hash),"
+     " version = version + 1, updated_at = now()"
+     " WHERE id = $1 RETURNING version, user_json(users)",
+     0},
+    {"user_delete", "DELETE FROM users WHERE id = $1", 0},
+};
+
+static struct db db;
+static struct rds redis;
+static struct vcache cache = {NULL, "user:", 0, 0};
+
+static void setup(void)
+{
+    if (db.url != NULL)
+        return;
+    char err[256];
+    /* both URLs were checked by conf at start: these cannot fail */
+    if (db_init(&db, cfg.database_url, (int)cfg.db_timeout_ms, stmts,
+                sizeof(stmts) / sizeof(stmts[0]), err, sizeof(err)) != 0)
+        log_err("DATABASE_URL: %s", err);
+    if (cfg.cache_ttl > 0 && rds_init(&redis, cfg.redis_url, 250, err, sizeof(err)) == 0) {
+        cache.redis = &redis;
+        cache.ttl = cfg.cache_ttl;
+    }
+}
+
+/* A failed statement as the client sees it. */
+static int db_failure(struct http_resp *rs)
+{
+    switch (db.kind) {
+    case DB_UNAVAILABLE:
+        http_header_add(rs, "Retry-After", "1");
+        return http_error(rs, 503, "Database unavailable, try again shortly");
+    case DB_CONFLICT:
+        return http_error(rs, 409,
+                          strcmp(db.constraint, "users_email_key") == 0
+                              ? "Email already registered"
+                              : "Username already registered");
+    case DB_INVALID: /* our checks run first: the schema is stricter than them */
+        return http_error_422(rs, json_pack("[s]", "body"), db.err, "value_error");
+    default:
+        return http_error(rs, 500, NULL);
+    }
+}
+
+/* A JSON text from the database as the response body. */
+static int send_json(struct http_resp *rs, int status, const char *json, size_t len)
+{
+    rs->status = status;
+    buf_append(&rs->body, json, len);
+    return status;
+}
+
+/* An integer parameter in min..max, as FastAPI checks `int = Path(ge=..)`:
+ * 0, or -1 with the 422 in rs. loc is stolen. */
+static int int_param(const char *s, long long min, long long max, json_t *loc, long long *out,
+                     struct http_resp *rs)
+{
+    const char *d = s + (*s == '-' || *s == '+');
+    size_t n = strspn(d, "0123456789");
+    if (n == 0 || d[n] != '\0')
+        return http_error_422(rs, loc, "Input should be a valid integer, unable to parse "
+                                       "string as an integer", "int_parsing"), -1;
+    errno = 0;
+    long long v = strtoll(s, NULL, 10);
+    char msg[96];
+    if (*s != '-' && (errno == ERANGE || v > max)) {
+        snprintf(msg, sizeof(msg), "Input should be less than or equal to %lld", max);
+        return http_error_422(rs, loc, msg, "less_than_equal"), -1;
+    }
+    if (*s == '-' || v < min) {
+        snprintf(msg, sizeof(msg), "Input should be greater than or equal to %lld", min);
+        return http_error_422(rs, loc, msg, "greater_than_equal"), -1;
+    }
+    json_decref(loc);
+    *out = v;
+    return 0;
+}
+
+/* The fields of a POST or PATCH body, borrowed from the parsed JSON. */
+struct user_in {
+    json_t *body;
+    const char *username, *email, *password, *full_name, *phone;
+    int set_full_name, set_phone; /* present, maybe null */
+};
+
+static int field_error(struct http_resp *rs, const char *field, const struct valid_err *e)
+{
+    return http_error_422(rs, json_pack("[ss]", "body", field), e->msg, e->type);
+}
+
+/* Parse and check the body: 0, or -1 with the 422 in rs. `create`: the
+ * required fields must be there. */
+static int user_in_parse(struct http_req *rq, int create, struct user_in *in,
+                         struct http_resp *rs)
+{
+    static const char *const fields[] = {"username", "email", "password", "full_name", "phone"};
+    memset(in, 0, sizeof(*in));
+    json_error_t je;
+    if (rq->body_len == 0)
+        return http_error_422(rs, json_pack("[s]", "body"), "Field required", "missing"), -1;
+    in->body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    if (in->body == NULL) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "JSON decode error: %s", je.text);
+        return http_error_422(rs, json_pack("[si]", "body", (json_int_t)je.position), msg,
+                              "json_invalid"), -1;
+    }
+    if (!json_is_object(in->body))
+        return http_error_422(rs, json_pack("[s]", "body"), "Input should be a valid dictionary",
+                              "dict_type"), -1;
+    const char *key;
+    json_t *v;
+    json_object_foreach(in->body, key, v) {
+        size_t i = 0;
+        while (i < 5 && strcmp(key, fields[i]) != 0)
+            i++;
+        if (i == 5)
+            return http_error_422(rs, json_pack("[ss]", "body", key),
+                                  "Extra inputs are not permitted", "extra_forbidden"), -1;
+    }
+    const char **out[] = {&in->username, &in->email, &in->password, &in->full_name, &in->phone};
+    for (size_t i = 0; i < 5; i++) {
+        v = json_object_get(in->body, fields[i]);
+        int nullable = i >= 3;
+        if (v == NULL) {
+            if (create && !nullable)
+                return http_error_422(rs, json_pack("[ss]", "body", fields[i]), "Field required",
+                                      "missing"), -1;
+            continue;
+        }
+        if (i == 3)
+            in->set_full_name = 1;
+        if (i == 4)
+            in->set_phone = 1;
+        if (json_is_null(v) && nullable)
+            continue;
+        if (!json_is_string(v))
+            return http_error_422(rs, json_pack("[ss]", "body", fields[i]),
+                                  "Input should be a valid string", "string_type"), -1;
+        *out[i] = json_string_value(v);
+    }
+    struct valid_err e;
+    if (in->username && valid_username(in->username, &e) != 0)
+        return field_error(rs, "username", &e), -1;
+    if (in->email && valid_email(in->email, &e) != 0)
+        return field_error(rs, "email", &e), -1;
+    if (in->password && valid_text(in->password, 8, 128, &e) != 0 &&
+        strcmp(e.type, "string_pattern_mismatch") != 0) /* any character will do */
+        return field_error(rs, "password", &e), -1;
+    if (in->full_name && valid_text(in->full_name, 0, 128, &e) != 0)
+        return field_error(rs, "full_name", &e), -1;
+    if (in->phone && valid_phone(in->phone, &e) != 0)
+        return field_error(rs, "phone", &e), -1;
+    return 0;
+}
+
+/* GET /api/users/{id} */
+static int get_user(struct http_resp *rs, const char *id)
+{
+    enum vcache_hit hit = vcache_get(&cache, id, &rs->body);
+    if (cache.redis != NULL)
+        http_header_add(rs, "X-Cache", hit == VCACHE_MISS ? "miss" : "hit");
+    if (hit == VCACHE_HIT)
+        return rs->status = 200;
+    if (hit == VCACHE_GONE)
+        return http_error(rs, 404, "User not found");
+    const char *params[] = {id};
+    PGresult *r = db_exec(&db, "user_get", 1, params);
+    if (r == NULL)
+        return db_failure(rs);
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return http_error(rs, 404, "User not found");
+    }
+    vcache_put(&cache, id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
+    send_json(rs, 200, PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
+    PQclear(r);
+    return 200;
+}
+
+/* GET /api/users?limit=&after=: keyset pages in id order. */
+static int list_users(struct http_req *rq, struct http_resp *rs)
+{
+    long long limit = PAGE_DEFAULT, after = 0;
+    const char *l = http_query(rq, "limit"), *a = http_query(rq, "after");
+    if (l && int_param(l, 1, PAGE_MAX, json_pack("[ss]", "query", "limit"), &limit, rs) != 0)
+        return rs->status;
+    if (a && int_param(a, 0, ID_MAX, json_pack("[ss]", "query", "after"), &after, rs) != 0)
+        return rs->status;
+    char after_s[24], fetch_s[24];
+    snprintf(after_s, sizeof(after_s), "%lld", after);
+    snprintf(fetch_s, sizeof(fetch_s), "%lld", limit + 1); /* one more: is there a next page? */
+    const char *params[] = {after_s, fetch_s};
+    PGresult *r = db_exec(&db, "user_list", 2, params);
+    if (r == NULL)
+        return db_failure(rs);
+    int n = PQntuples(r);
+    int shown = n > limit ? (int)limit : n;
+    buf_puts(&rs->body, "{\"items\":[");
+    for (int i = 0; i < shown; i++) {
+        if (i > 0)
+            buf_putc(&rs->body, ',');
+        buf_append(&rs->body, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+    }
+    buf_puts(&rs->body, "],\"next\":");
+    if (n > limit) {
+        char next[512];
+        snprintf(next, sizeof(next), "%.400s?limit=%lld&after=%s", serve_cfg.prefix, limit,
+                 PQgetvalue(r, shown - 1, 0));
+        buf_printf(&rs->body, "\"%s\"}", next);
+        char link[540];
+        snprintf(link, sizeof(link), "<%s>; rel=\"next\"", next);
+        http_header_add(rs, "Link", link);
+    } else {
+        buf_puts(&rs->body, "null}");
+    }
+    PQclear(r);
+    return rs->status = 200;
+}
+
+/* POST /api/users */
+static int create_user(struct http_req *rq, struct http_resp *rs)
+{
+    struct user_in in;
+    char hash[PASSWD_HASH_MAX];
+    if (user_in_parse(rq, 1, &in, rs) != 0) {
+        json_decref(in.body);
+        return rs->status;
+    }
+    if (passwd_hash(in.password, hash, sizeof(hash)) != 0) {
+        json_decref(in.body);
+        log_err("password hashing failed");
+        return http_error(rs, 500, NULL);
+    }
+    const char *params[] = {in.username, in.email, in.full_name, hash, in.phone};
+    PGresult *r = db_exec(&db, "user_create", 5, params);
+    json_decref(in.body);
+    explicit_bzero(hash, sizeof(hash));
+    if (r == NULL)
+        return db_failure(rs);
+    char loc[512];
+    snprintf(loc, sizeof(loc), "%.400s/%s", serve_cfg.prefix, PQgetvalue(r, 0, 0));
+    http_header_add(rs, "Location", loc);
+    send_json(rs, 201, PQgetvalue(r, 0, 2), PQgetlength(r, 0, 2));
+    PQclear(r);
+    return 201;
+}
+
+/* PATCH /api/users/{id}: the fields given; {} changes nothing. */
+static int update_user(struct http_req *rq, struct http_resp *rs, const char *id)
+{
+    struct user_in in;
+    if (user_in_parse(rq, 0, &in, rs) != 0) {
+        json_decref(in.body);
+        return rs->status;
+    }
+    if (json_object_size(in.body) == 0) {
+        json_decref(in.body);
+        return get_user(rs, id);
+    }
+    char hash[PASSWD_HASH_MAX];
+    if (in.password && passwd_hash(in.password, hash, sizeof(hash)) != 0) {
+        json_decref(in.body);
+        log_err("password hashing failed");
+        return http_error(rs, 500, NULL);
+    }
+    const char *params[] = {id,          in.username, in.email, in.set_full_name ? "t" : "f",
+                            in.full_name, in.set_phone ? "t" : "f", in.phone,
+                            in.password ? hash : NULL};
+    PGresult *r = db_exec(&db, "user_update", 8, params);
+    json_decref(in.body);
+    explicit_bzero(hash, sizeof(hash));
+    if (r == NULL)
+        return db_failure(rs);
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return http_error(rs, 404, "User not found");
+    }
+    vcache_put(&cache, id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
+    send_json(rs, 200, PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
+    PQclear(r);
+    return 200;
+}
+
+/* DELETE /api/users/{id} */
+static int delete_user(struct http_resp *rs, const char *id)
+{
+    const char *params[] = {id};
+    PGresult *r = db_exec(&db, "user_delete", 1, params);
+    if (r == NULL)
+        return db_failure(rs);
+    int gone = strcmp(PQcmdTuples(r), "1") == 0;
+    PQclear(r);
+    if (!gone)
+        return http_error(rs, 404, "User not found");
+    vcache_gone(&cache, id);
+    return rs->status = 204;
+}
+
+static int users(struct http_req *rq, struct http_resp *rs)
+{
+    setup();
+    if (rq->nseg == 0 || (rq->nseg == 1 && rq->seg[0][0] == '\0')) {
+        if (http_allow_or_405(rq, rs, "GET, POST") != 0)
+            return rs->status;
+        return strcmp(rq->method, "POST") == 0 ? create_user(rq, rs) : list_users(rq, rs);
+    }
+    if (rq->nseg != 1)
+        return http_error(rs, 404, NULL);
+    if (http_allow_or_405(rq, rs, "GET, PATCH, DELETE") != 0)
+        return rs->status;
+    long long n;
+    if (int_param(rq->seg[0], 1, ID_MAX, json_pack("[ss]", "path", "user_id"), &n, rs) != 0)
+        return rs->status;
+    char id[24]; /* canonical: "007" is user 7, one cache key */
+    snprintf(id, sizeof(id), "%lld", n);
+    if (strcmp(rq->method, "GET") == 0)
+        return get_user(rs, id);
+    if (strcmp(rq->method, "PATCH") == 0)
+        return update_user(rq, rs, id);
+    return delete_user(rs, id);
+}
+
+int main(int argc, char **argv)
+{
+    static const struct conf_entry conf[] = {
+        {"DATABASE_URL", CONF_STR, NULL, &cfg.database_url, 0, 0, NULL, db_url_check},
+        {"DB_TIMEOUT_MS", CONF_INT, "3000", &cfg.db_timeout_ms, 100, 60000, NULL, NULL},
+        {"REDIS_URL", CONF_STR, "unix:///run/redis/redis.sock", &cfg.redis_url, 0, 0, NULL,
+         rds_url_check},
+        {"USER_CACHE_TTL", CONF_INT, "30", &cfg.cache_ttl, 0, 86400, NULL, NULL},
+    };
+    return serve_main(argc, argv, "users", conf, sizeof(conf) / sizeof(conf[0]), users);
+}

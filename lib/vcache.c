@@ -1,0 +1,106 @@
+#include "vcache.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+#define TOMBSTONE "deleted"
+
+/* KEYS[1]; ARGV version, value, ttl. Leaves a newer version or a
+ * tombstone in place. */
+static struct rds_script put_script = {
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur then\n"
+    "  if cur == '" TOMBSTONE "' then return 0 end\n"
+    "  local v = tonumber(string.match(cur, '^(%d+) '))\n"
+    "  if v and v >= tonumber(ARGV[1]) then return 0 end\n"
+    "end\n"
+    "redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])\n"
+    "return 1\n",
+    ""};
+
+static void key_of(const struct vcache *c, const char *id, char *key, size_t n)
+{
+    snprintf(key, n, "%s%s", c->prefix, id);
+}
+
+/* A Redis failure: log the first of an outage. */
+static void failed(struct vcache *c)
+{
+    if (!c->down)
+        log_warn("cache unavailable (reading the database): %s", c->redis->err);
+    c->down = 1;
+}
+
+static void ok(struct vcache *c)
+{
+    if (c->down)
+        log_info("cache reachable again");
+    c->down = 0;
+}
+
+enum vcache_hit vcache_get(struct vcache *c, const char *id, struct buf *out)
+{
+    if (c->redis == NULL)
+        return VCACHE_MISS;
+    char key[128];
+    key_of(c, id, key, sizeof(key));
+    redisReply *rep = rds_command(c->redis, "GET %s", key);
+    if (rep == NULL) {
+        failed(c);
+        return VCACHE_MISS;
+    }
+    ok(c);
+    enum vcache_hit hit = VCACHE_MISS;
+    if (rep->type == REDIS_REPLY_STRING) {
+        const char *sp = memchr(rep->str, ' ', rep->len);
+        if (rep->len == strlen(TOMBSTONE) && memcmp(rep->str, TOMBSTONE, rep->len) == 0) {
+            hit = VCACHE_GONE;
+        } else if (sp != NULL) {
+            buf_append(out, sp + 1, rep->len - (size_t)(sp + 1 - rep->str));
+            hit = VCACHE_HIT;
+        }
+    }
+    freeReplyObject(rep);
+    return hit;
+}
+
+void vcache_put(struct vcache *c, const char *id, const char *version, const char *doc,
+                size_t len)
+{
+    if (c->redis == NULL)
+        return;
+    char key[128], ttl[24];
+    key_of(c, id, key, sizeof(key));
+    snprintf(ttl, sizeof(ttl), "%ld", c->ttl);
+    struct buf val = {0};
+    buf_printf(&val, "%s ", version);
+    buf_append(&val, doc, len);
+    const char *args[] = {key, version, val.data, ttl};
+    const size_t lens[] = {strlen(key), strlen(version), val.len, strlen(ttl)};
+    redisReply *rep = rds_eval(c->redis, &put_script, 1, 4, args, lens);
+    buf_free(&val);
+    if (rep == NULL) {
+        failed(c);
+        return;
+    }
+    ok(c);
+    freeReplyObject(rep);
+}
+
+void vcache_gone(struct vcache *c, const char *id)
+{
+    if (c->redis == NULL)
+        return;
+    char key[128];
+    key_of(c, id, key, sizeof(key));
+    redisReply *rep = rds_command(c->redis, "SET %s %s EX %ld", key, TOMBSTONE, c->ttl);
+    if (rep == NULL) {
+        failed(c);
+        return;
+    }
+    ok(c);
+    freeReplyObject(rep);
+}
