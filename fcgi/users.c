@@ -12,7 +12,9 @@
  *
  * A user is the JSON of user_json() in sql/ (never the password hash).
  * Reads of one user go through the cache (vcache.h: coherent with writes);
- * X-Cache says hit or miss. */
+ * X-Cache says hit or miss. PATCH and DELETE need Redis up (503 otherwise:
+ * the cache must hear of the write before it happens); GET and POST do
+ * not. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -221,10 +223,21 @@ static int get_user(struct http_resp *rs, const char *id)
         PQclear(r);
         return http_error(rs, 404, "User not found");
     }
-    vcache_put(&cache, id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
+    vcache_put(&cache, VCACHE_READER, id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
+               PQgetlength(r, 0, 1));
     send_json(rs, 200, PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
     PQclear(r);
     return 200;
+}
+
+/* Before a write of id: the cache must know (vcache.h), or no write. */
+static int cache_begin_or_503(struct http_resp *rs, const char *id)
+{
+    if (vcache_begin(&cache, id) == 0)
+        return 0;
+    http_header_add(rs, "Retry-After", "1");
+    http_error(rs, 503, "Cache unavailable, try again shortly");
+    return -1;
 }
 
 /* GET /api/users?limit=&after=: keyset pages in id order. */
@@ -313,6 +326,10 @@ static int update_user(struct http_req *rq, struct http_resp *rs, const char *id
         log_err("password hashing failed");
         return http_error(rs, 500, NULL);
     }
+    if (cache_begin_or_503(rs, id) != 0) {
+        json_decref(in.body);
+        return rs->status;
+    }
     const char *params[] = {id,          in.username, in.email, in.set_full_name ? "t" : "f",
                             in.full_name, in.set_phone ? "t" : "f", in.phone,
                             in.password ? hash : NULL};
@@ -325,7 +342,8 @@ static int update_user(struct http_req *rq, struct http_resp *rs, const char *id
         PQclear(r);
         return http_error(rs, 404, "User not found");
     }
-    vcache_put(&cache, id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
+    vcache_put(&cache, VCACHE_WRITER, id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
+               PQgetlength(r, 0, 1));
     send_json(rs, 200, PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
     PQclear(r);
     return 200;
@@ -334,6 +352,8 @@ static int update_user(struct http_req *rq, struct http_resp *rs, const char *id
 /* DELETE /api/users/{id} */
 static int delete_user(struct http_resp *rs, const char *id)
 {
+    if (cache_begin_or_503(rs, id) != 0)
+        return rs->status;
     const char *params[] = {id};
     PGresult *r = db_exec(&db, "user_delete", 1, params);
     if (r == NULL)

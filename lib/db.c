@@ -81,13 +81,9 @@ static int wait_ready(struct db *d, double deadline)
     while (PQisBusy(d->conn)) {
         double left = deadline - clock_now();
         if (left <= 0) {
-            /* the server may still be running the query: ask it to stop */
-            PGcancel *c = PQgetCancel(d->conn);
-            char ebuf[64];
-            if (c != NULL) {
-                PQcancel(c, ebuf, sizeof(ebuf));
-                PQfreeCancel(c);
-            }
+            /* Drop the connection rather than PQcancel(): a cancel is a
+             * blocking connect to the server, which may be the part that is
+             * stuck. The server's statement_timeout ends the query there. */
             lost(d, "query timed out");
             return -1;
         }
@@ -190,6 +186,38 @@ static int setup(struct db *d)
     return 0;
 }
 
+/* Drive a non-blocking connect to the end or the deadline (libpq's own
+ * connect_timeout counts in whole seconds, at least 2). 0, or -1 with err. */
+static int connect_poll(struct db *d, double deadline)
+{
+    if (PQstatus(d->conn) == CONNECTION_BAD) {
+        set_err(d, DB_UNAVAILABLE, PQerrorMessage(d->conn));
+        return -1;
+    }
+    PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+    while (st != PGRES_POLLING_OK) {
+        if (st == PGRES_POLLING_FAILED) {
+            set_err(d, DB_UNAVAILABLE, PQerrorMessage(d->conn));
+            return -1;
+        }
+        double left = deadline - clock_now();
+        if (left <= 0) {
+            set_err(d, DB_UNAVAILABLE, "connection timed out");
+            return -1;
+        }
+        struct pollfd pfd = {.fd = PQsocket(d->conn),
+                             .events = st == PGRES_POLLING_READING ? POLLIN : POLLOUT};
+        int n = poll(&pfd, 1, (int)(left * 1000) + 1);
+        if (n < 0 && errno != EINTR) {
+            set_err(d, DB_UNAVAILABLE, strerror(errno));
+            return -1;
+        }
+        if (n > 0)
+            st = PQconnectPoll(d->conn);
+    }
+    return 0;
+}
+
 int db_connect(struct db *d)
 {
     if (d->conn != NULL)
@@ -201,15 +229,11 @@ int db_connect(struct db *d)
             set_err(d, DB_UNAVAILABLE, "database unavailable");
         return -1;
     }
-    char timeout[16];
-    snprintf(timeout, sizeof(timeout), "%d", (d->timeout_ms + 999) / 1000);
     /* later keywords win: the URL's own settings override these defaults */
-    const char *const keys[] = {"connect_timeout", "fallback_application_name", "dbname", NULL};
-    const char *const vals[] = {timeout, log_name(), d->url, NULL};
-    d->conn = PQconnectdbParams(keys, vals, 1);
-    if (d->conn == NULL || PQstatus(d->conn) != CONNECTION_OK || setup(d) != 0) {
-        if (d->conn != NULL && PQstatus(d->conn) != CONNECTION_OK)
-            set_err(d, DB_UNAVAILABLE, PQerrorMessage(d->conn));
+    const char *const keys[] = {"fallback_application_name", "dbname", NULL};
+    const char *const vals[] = {log_name(), d->url, NULL};
+    d->conn = PQconnectStartParams(keys, vals, 1);
+    if (d->conn == NULL || connect_poll(d, now + d->timeout_ms / 1000.0) != 0 || setup(d) != 0) {
         if (!d->down)
             log_warn("PostgreSQL unavailable: %s", d->err);
         d->down = 1;

@@ -7,13 +7,15 @@
 #include "log.h"
 
 #define TOMBSTONE "deleted"
+#define PENDING "pending"
 
-/* KEYS[1]; ARGV version, value, ttl. Leaves a newer version or a
- * tombstone in place. */
+/* KEYS[1]; ARGV version, value, ttl, 'w' for a writer. Leaves a newer
+ * version or a tombstone in place, and a pending write for a reader. */
 static struct rds_script put_script = {
     "local cur = redis.call('GET', KEYS[1])\n"
     "if cur then\n"
     "  if cur == '" TOMBSTONE "' then return 0 end\n"
+    "  if cur == '" PENDING "' and ARGV[4] ~= 'w' then return 0 end\n"
     "  local v = tonumber(string.match(cur, '^(%d+) '))\n"
     "  if v and v >= tonumber(ARGV[1]) then return 0 end\n"
     "end\n"
@@ -67,8 +69,33 @@ enum vcache_hit vcache_get(struct vcache *c, const char *id, struct buf *out)
     return hit;
 }
 
-void vcache_put(struct vcache *c, const char *id, const char *version, const char *doc,
-                size_t len)
+/* KEYS[1]; ARGV ttl. A tombstone stays (the write will find nothing). */
+static struct rds_script begin_script = {
+    "if redis.call('GET', KEYS[1]) == '" TOMBSTONE "' then return 0 end\n"
+    "redis.call('SET', KEYS[1], '" PENDING "', 'EX', ARGV[1])\n"
+    "return 1\n",
+    ""};
+
+int vcache_begin(struct vcache *c, const char *id)
+{
+    if (c->redis == NULL)
+        return 0;
+    char key[128], ttl[24];
+    key_of(c, id, key, sizeof(key));
+    snprintf(ttl, sizeof(ttl), "%ld", c->ttl);
+    const char *args[] = {key, ttl};
+    redisReply *rep = rds_eval(c->redis, &begin_script, 1, 2, args, NULL);
+    if (rep == NULL) {
+        failed(c);
+        return -1;
+    }
+    ok(c);
+    freeReplyObject(rep);
+    return 0;
+}
+
+void vcache_put(struct vcache *c, enum vcache_who who, const char *id, const char *version,
+                const char *doc, size_t len)
 {
     if (c->redis == NULL)
         return;
@@ -78,9 +105,10 @@ void vcache_put(struct vcache *c, const char *id, const char *version, const cha
     struct buf val = {0};
     buf_printf(&val, "%s ", version);
     buf_append(&val, doc, len);
-    const char *args[] = {key, version, val.data, ttl};
-    const size_t lens[] = {strlen(key), strlen(version), val.len, strlen(ttl)};
-    redisReply *rep = rds_eval(c->redis, &put_script, 1, 4, args, lens);
+    const char *w = who == VCACHE_WRITER ? "w" : "r";
+    const char *args[] = {key, version, val.data, ttl, w};
+    const size_t lens[] = {strlen(key), strlen(version), val.len, strlen(ttl), 1};
+    redisReply *rep = rds_eval(c->redis, &put_script, 1, 5, args, lens);
     buf_free(&val);
     if (rep == NULL) {
         failed(c);

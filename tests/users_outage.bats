@@ -1,0 +1,219 @@
+#!/usr/bin/env bats
+# /api/users when its parts fail: PostgreSQL stopped, restarted under load,
+# or stuck; Redis gone; and the cache staying coherent with concurrent
+# writes. Real lighttpd, PostgreSQL and Redis, each private to this suite.
+
+load helpers
+load queue
+load pg
+
+setup_file() {
+    start_redis
+    start_pg
+    # a short DB timeout so a stuck server is noticed within the test's patience
+    start_gateway DB_TIMEOUT_MS=700
+    export BASE GW_STATE GW_PID
+}
+
+teardown_file() {
+    stop_gateway
+    stop_pg
+    stop_redis
+}
+
+setup() {
+    # the tests stop things; each starts with everything up
+    [ -S "$PG_DIR/run/.s.PGSQL.5432" ] || pg_launch
+    redis_up || redis_launch
+    retry 100 0.1 eval '[ "$(curl -s -o /dev/null -w "%{http_code}" "$BASE/api/users?limit=1")" = 200 ]'
+}
+
+# new_user NAME: create a user, print its id
+new_user() {
+    curl -s -X POST "$BASE/api/users" \
+        -d "{\"username\":\"$1\",\"email\":\"$1@example.com\",\"password\":\"password1\"}" |
+        /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
+}
+
+# code METHOD PATH [curl args]: the status only, within 5 s
+code() {
+    local m=$1 p=$2
+    shift 2
+    curl -s -o /dev/null -m 5 -w '%{http_code}' -X "$m" "$@" "$BASE$p"
+}
+
+@test "PostgreSQL down: quick 503s with Retry-After, then recovery without restarting lighttpd" {
+    id=$(new_user down$RANDOM)
+    pids=$(route_pids users | sort)
+    stop_pg
+    # an id never read (not in the cache) must go to the database
+    start=$(date +%s%N)
+    http GET /api/users/$((id + 100000))
+    elapsed=$((($(date +%s%N) - start) / 1000000))
+    assert_equal "$status" 503
+    assert_equal "$body" '{"detail":"Database unavailable, try again shortly"}'
+    [[ $headers == *"retry-after: 1"* ]]
+    echo "503 in ${elapsed} ms" >&3
+    [ "$elapsed" -lt 1000 ]
+    assert_equal "$(code POST /api/users -d '{"username":"nodb","email":"n@x.io","password":"password1"}')" 503
+    assert_equal "$(code GET '/api/users?limit=5')" 503
+    assert_equal "$(code DELETE /api/users/$id)" 503
+    pg_launch
+    retry 50 0.1 eval '[ "$(code GET /api/users/$id)" = 200 ]'
+    assert_equal "$(code GET '/api/users?limit=5')" 200
+    # the same route processes served throughout: nothing crashed or respawned
+    assert_equal "$(route_pids users | sort)" "$pids"
+    grep -q 'PostgreSQL unavailable' "$GW_STATE/log/routes.log"
+    grep -q 'PostgreSQL reachable again' "$GW_STATE/log/routes.log"
+}
+
+@test "PostgreSQL restarted while requests flow: only 200s and 503s, then all 200s" {
+    for i in 1 2 3 4 5; do ids+=" $(new_user flow${i}x$RANDOM)"; done
+    cfg=$BATS_TEST_TMPDIR/flow.cfg
+    : >"$cfg"
+    for n in $(seq 1 200); do
+        [ "$n" = 1 ] || echo next
+        # the list is never cached: every request reaches PostgreSQL
+        echo "url = \"$BASE/api/users?limit=2&after=$((n % 4))\""
+        echo 'output = "/dev/null"'
+        echo 'write-out = "%{http_code}\\n"'
+        echo 'max-time = 10'
+    done >>"$cfg"
+    stop=$BATS_TEST_TMPDIR/stop
+    (while [ ! -e "$stop" ]; do
+        curl -s --no-progress-meter -Z --parallel-max 4 -K "$cfg"
+    done >"$BATS_TEST_TMPDIR/flow.codes") 3>&- &
+    load=$!
+    sleep 0.5
+    restart_pg
+    sleep 0.3
+    stop_pg
+    sleep 0.5 # down for a while: requests meanwhile must be quick 503s
+    pg_launch
+    sleep 0.5
+    touch "$stop"
+    wait "$load"
+    sort "$BATS_TEST_TMPDIR/flow.codes" | uniq -c >&3
+    # no 5xx but 503, no 000 (a hang or a dropped connection)
+    run grep -vxE '200|503' "$BATS_TEST_TMPDIR/flow.codes"
+    assert_failure
+    [ "$(grep -cx 200 "$BATS_TEST_TMPDIR/flow.codes")" -gt 100 ]
+    # recovered: every process answers from the database again
+    for n in $(seq 1 40); do
+        assert_equal "$(code GET "/api/users?limit=1&after=$n")" 200
+    done
+}
+
+@test "PostgreSQL stuck (SIGSTOP): 503 after DB_TIMEOUT_MS, never a hang; recovers on SIGCONT" {
+    id=$(new_user stuck$RANDOM)
+    pg_freeze
+    start=$(date +%s%N)
+    c=$(code GET "/api/users?limit=1")
+    elapsed=$((($(date +%s%N) - start) / 1000000))
+    pg_thaw
+    echo "stuck: $c in ${elapsed} ms (timeout 700 ms)" >&3
+    assert_equal "$c" 503
+    [ "$elapsed" -ge 600 ] && [ "$elapsed" -lt 3000 ]
+    retry 50 0.1 eval '[ "$(code GET /api/users/$id)" = 200 ]'
+    grep -q 'query timed out' "$GW_STATE/log/routes.log"
+}
+
+@test "Redis down: reads and registration go on; updates wait for the cache (503), lose nothing" {
+    id=$(new_user redisdown$RANDOM)
+    http GET /api/users/$id
+    http GET /api/users/$id
+    [[ $headers == *"x-cache: hit"* ]]
+    stop_redis
+    for _ in 1 2 3 4 5 6; do
+        http GET /api/users/$id
+        assert_equal "$status" 200
+        [[ $headers == *"x-cache: miss"* ]]
+    done
+    # a new id has nothing cached: creating needs no cache
+    assert_equal "$(code POST /api/users -d '{"username":"noredis'$RANDOM'","email":"nr'$RANDOM'@x.io","password":"password1"}')" 201
+    # an update must reach the cache before the database, or not happen
+    http PATCH /api/users/$id -d '{"full_name":"Written without Redis"}'
+    assert_equal "$status" 503
+    assert_equal "$body" '{"detail":"Cache unavailable, try again shortly"}'
+    [[ $headers == *"retry-after: 1"* ]]
+    assert_equal "$(code DELETE /api/users/$id)" 503
+    assert_equal "$(psql_app -c "SELECT coalesce(full_name, '-') FROM users WHERE id = $id")" -
+    redis_launch
+    retry 30 0.2 eval '[ "$(code PATCH /api/users/$id -d "{\"full_name\":\"After Redis\"}")" = 200 ]'
+    for _ in 1 2 3; do
+        http GET /api/users/$id
+        [[ $body == *'"full_name":"After Redis"'* ]]
+    done
+    [[ $headers == *"x-cache: hit"* ]]
+    grep -q 'cache unavailable' "$GW_STATE/log/routes.log"
+}
+
+@test "a write that fails after marking the cache leaves no stale entry" {
+    id=$(new_user failwrite$RANDOM)
+    other=$(new_user failother$RANDOM)
+    http GET /api/users/$id
+    http GET /api/users/$id
+    [[ $headers == *"x-cache: hit"* ]]
+    # 409: the mark stays until its TTL, so reads go to the database meanwhile
+    name=$(psql_app -c "SELECT username FROM users WHERE id = $other")
+    http PATCH /api/users/$id -d "{\"username\":\"$name\"}"
+    assert_equal "$status" 409
+    http GET /api/users/$id
+    assert_equal "$status" 200
+    [[ $headers == *"x-cache: miss"* ]]
+    # and the next successful write puts its version in place
+    http PATCH /api/users/$id -d '{"full_name":"Second try"}'
+    assert_equal "$status" 200
+    http GET /api/users/$id
+    [[ $headers == *"x-cache: hit"* ]]
+    [[ $body == *'"full_name":"Second try"'* ]]
+}
+
+@test "cache coherence: after each PATCH returns, no GET sees the old row, under concurrent readers" {
+    id=$(new_user coherent$RANDOM)
+    stop=$BATS_TEST_TMPDIR/stop
+    # readers: fill the cache from the database as fast as they can, racing
+    # the writer (a reader that read the row before a write must not put
+    # that old row back after the write's own cache update)
+    for r in 1 2 3 4; do
+        (while [ ! -e "$stop" ]; do curl -s -o /dev/null "$BASE/api/users/$id"; done) 3>&- &
+        readers+=" $!"
+    done
+    stale=0
+    for i in $(seq 1 60); do
+        http PATCH /api/users/$id -d "{\"full_name\":\"v$i\"}"
+        assert_equal "$status" 200
+        for _ in 1 2 3; do
+            http GET /api/users/$id
+            [[ $body == *"\"full_name\":\"v$i\""* ]] || { stale=$((stale + 1)); echo "after v$i: $body"; }
+        done
+    done
+    touch "$stop"
+    wait $readers
+    assert_equal "$stale" 0
+    # and the cache holds the last version
+    http GET /api/users/$id
+    [[ $headers == *"x-cache: hit"* ]]
+    [[ $body == *'"full_name":"v60"'* ]]
+}
+
+@test "cache coherence: a deleted user stays deleted under concurrent readers" {
+    stop=$BATS_TEST_TMPDIR/stop
+    for n in 1 2 3 4 5 6 7 8; do
+        id=$(new_user gone${n}x$RANDOM)
+        rm -f "$stop"
+        readers=
+        for r in 1 2 3; do
+            (while [ ! -e "$stop" ]; do curl -s -o /dev/null "$BASE/api/users/$id"; done) 3>&- &
+            readers+=" $!"
+        done
+        sleep 0.1
+        assert_equal "$(code DELETE /api/users/$id)" 204
+        for _ in 1 2 3 4 5; do
+            assert_equal "$(code GET /api/users/$id)" 404
+        done
+        touch "$stop"
+        wait $readers
+        assert_equal "$(code GET /api/users/$id)" 404
+    done
+}
