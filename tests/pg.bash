@@ -16,7 +16,7 @@ start_pg() {
     export PG_DIR DATABASE_URL
     pg_launch || return 1
     [ "${1:-}" = --bare ] && return 0
-    if ! "$GW_BIN/migrate" >"$PG_DIR/migrate.out" 2>&1; then
+    if ! MIGRATIONS_DIR=$REPO/sql "$GW_BIN/migrate" >"$PG_DIR/migrate.out" 2>&1; then
         echo "migrate failed:" >&2
         cat "$PG_DIR/migrate.out" >&2
         return 1
