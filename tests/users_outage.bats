@@ -217,3 +217,22 @@ code() {
         assert_equal "$(code GET /api/users/$id)" 404
     done
 }
+
+@test "cache coherence: concurrent PATCHes from many clients leave the cache at the database's row" {
+    id=$(new_user writers$RANDOM)
+    for w in 1 2 3 4; do
+        (for i in $(seq 1 25); do
+            curl -s -o /dev/null -X PATCH "$BASE/api/users/$id" -d "{\"full_name\":\"w$w-$i\"}"
+            curl -s -o /dev/null "$BASE/api/users/$id"
+        done) 3>&- &
+        writers+=" $!"
+    done
+    wait $writers
+    db=$(psql_app -c "SELECT full_name FROM users WHERE id = $id")
+    [[ $db == w?-25 ]] # some writer's last write won
+    for _ in 1 2 3 4 5 6; do
+        http GET /api/users/$id
+        [[ $body == *"\"full_name\":\"$db\""* ]] || { echo "cache: $body, database: $db"; false; }
+    done
+    [[ $headers == *"x-cache: hit"* ]]
+}
