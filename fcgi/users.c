@@ -149,7 +149,7 @@ static int user_in_parse(struct http_req *rq, int create, struct user_in *in,
     json_error_t je;
     if (rq->body_len == 0)
         return http_error_422(rs, json_pack("[s]", "body"), "Field required", "missing"), -1;
-    in->body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
+    in->body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
     if (in->body == NULL) {
         char msg[256];
         snprintf(msg, sizeof(msg), "JSON decode error: %s", je.text);
@@ -198,6 +198,12 @@ static int user_in_parse(struct http_req *rq, int create, struct user_in *in,
     if (in->password && valid_text(in->password, 8, 128, &e) != 0 &&
         strcmp(e.type, "string_pattern_mismatch") != 0) /* any character will do */
         return field_error(rs, "password", &e), -1;
+    if (in->password && strlen(in->password) > PASSWD_MAX_BYTES) {
+        e.type = "string_too_long";
+        snprintf(e.msg, sizeof(e.msg), "String should have at most %d bytes in UTF-8",
+                 PASSWD_MAX_BYTES);
+        return field_error(rs, "password", &e), -1;
+    }
     if (in->full_name && valid_text(in->full_name, 0, 128, &e) != 0)
         return field_error(rs, "full_name", &e), -1;
     if (in->phone && valid_phone(in->phone, &e) != 0)

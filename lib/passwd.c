@@ -8,6 +8,8 @@
 
 int passwd_hash(const char *password, char *out, size_t outlen)
 {
+    if (strlen(password) > PASSWD_MAX_BYTES)
+        return -1;
     char salt[CRYPT_GENSALT_OUTPUT_SIZE];
     /* "$y$", cost 0 (libcrypt's default), random bytes from the kernel */
     if (crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof(salt)) == NULL)

@@ -9,9 +9,12 @@
  * hashes keep verifying after the default changes. */
 
 #define PASSWD_HASH_MAX 128
+/* libcrypt hashes passphrases of up to 511 bytes; longer ones it refuses. */
+#define PASSWD_MAX_BYTES 511
 
-/* Hash password with a fresh random salt into out (PASSWD_HASH_MAX bytes).
- * Returns 0, or -1 (no entropy, or libcrypt refused). */
+/* Hash password (at most PASSWD_MAX_BYTES) with a fresh random salt into out
+ * (PASSWD_HASH_MAX bytes). Returns 0, or -1 (too long, no entropy, or
+ * libcrypt refused). */
 int passwd_hash(const char *password, char *out, size_t outlen)
     __attribute__((warn_unused_result));
 

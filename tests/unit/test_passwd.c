@@ -21,7 +21,15 @@ int main(void)
     check(passwd_verify("correct horse", NULL) == 0, "no hash matches nothing");
     char tiny[8];
     check(passwd_hash("x", tiny, sizeof(tiny)) == -1, "no room: refused, not truncated");
-    /* unicode and long passwords */
+    char longest[PASSWD_MAX_BYTES + 2];
+    memset(longest, 'a', PASSWD_MAX_BYTES);
+    longest[PASSWD_MAX_BYTES] = '\0';
+    check(passwd_hash(longest, h1, sizeof(h1)) == 0, "511 bytes: hashed");
+    check(passwd_verify(longest, h1) == 1, "511 bytes: verifies");
+    longest[PASSWD_MAX_BYTES] = 'a';
+    longest[PASSWD_MAX_BYTES + 1] = '\0';
+    check(passwd_hash(longest, h2, sizeof(h2)) == -1, "512 bytes: refused");
+    /* unicode passwords */
     check(passwd_hash("p\xc3\xa4ss\xf0\x9f\x98\x80w\xc3\xb6rd", h1, sizeof(h1)) == 0, "UTF-8");
     check(passwd_verify("p\xc3\xa4ss\xf0\x9f\x98\x80w\xc3\xb6rd", h1) == 1, "UTF-8 verifies");
     return check_done();
