@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "fcgiproto.h"
 #include "log.h"
+#include "metrics.h"
 #include "mem.h"
 #include "redis.h"
 #include "serve.h"
@@ -45,6 +46,7 @@ struct conn {
     double t_start;
     double deadline;
     int deadline_set, rerun, woken;
+    int counted; /* in the in-flight gauge (metrics.h) until answered */
     char request_id[HTTP_REQUEST_ID_MAX + 1];
     char *channel; /* parked on, owned */
     struct conn *prev, *next; /* parked list */
@@ -330,6 +332,8 @@ static void unpark(struct conn *c)
 
 static void conn_close(struct conn *c)
 {
+    if (c->counted) /* never answered: the client went away */
+        metrics_request_cancel();
     unpark(c);
     close(c->fd); /* also leaves the epoll set */
     fcgp_free(&c->p);
@@ -394,8 +398,11 @@ static void dispatch(struct conn *c)
     struct http_req *rq = &S.rq;
     struct http_resp *rs = &S.rs;
     size_t len;
-    if (!c->rerun)
+    if (!c->rerun) {
         c->t_start = aserve_now();
+        c->counted = 1;
+        metrics_request_begin();
+    }
     http_resp_clear(rs);
     S.cur = c;
     int parsed = http_req_parse(rq, c->p.envp, serve_cfg.prefix, rs) == 0;
@@ -427,8 +434,11 @@ static void dispatch(struct conn *c)
     buf_clear(&S.fmt);
     http_resp_format(rq, rs, &S.fmt);
     fcgp_respond(&c->out, c->p.id, S.fmt.data, S.fmt.len);
+    double took = aserve_now() - c->t_start;
+    c->counted = 0;
+    metrics_request_end(rq->head ? "HEAD" : rq->method, rs->status, took);
     serve_log_begin(&S.logline, rq, rs->status);
-    serve_log_end(&S.logline, aserve_now() - c->t_start, rq->request_id);
+    serve_log_end(&S.logline, took, rq->request_id);
     c->state = C_WRITING;
     conn_flush(c);
 }
@@ -656,6 +666,7 @@ int aserve_main(int argc, char **argv, const char *name, const struct conf_entry
     if (serve_setup(argc, argv, name, conf, nconf, &rc) != 0)
         return rc;
     S.handler = handler;
+    metrics_open(name, serve_cfg.prefix, MX_HTTP);
     if (pubsub_url != NULL && *pubsub_url != NULL) {
         char err[128];
         if (rds_init(&PS.url, *pubsub_url, 2000, err, sizeof(err)) != 0) {

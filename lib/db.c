@@ -8,6 +8,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 #include "mem.h"
 
 #define BACKOFF_MIN 0.05
@@ -15,6 +16,7 @@
 
 static void set_err(struct db *d, enum db_errkind kind, const char *msg)
 {
+    metrics_error(MX_ERR_PG);
     d->kind = kind;
     d->constraint[0] = '\0';
     /* libpq's messages end with a newline and may span lines: keep line one */
@@ -224,6 +226,7 @@ int db_connect(struct db *d)
         return 0;
     double now = clock_now();
     if (now < d->next_try) {
+        metrics_error(MX_ERR_PG);
         d->kind = DB_UNAVAILABLE;
         if (d->err[0] == '\0')
             set_err(d, DB_UNAVAILABLE, "database unavailable");

@@ -11,6 +11,7 @@
 #include "clock.h"
 #include "conf.h"
 #include "log.h"
+#include "metrics.h"
 #include "mem.h"
 
 #define BACKOFF_MIN 0.05
@@ -113,6 +114,7 @@ void rds_disconnect(struct rds *r)
 
 static void set_err(struct rds *r, int reply_err, const char *what)
 {
+    metrics_error(MX_ERR_REDIS);
     r->reply_err = reply_err;
     snprintf(r->err, sizeof(r->err), "%s", what);
 }

@@ -9,6 +9,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "metrics.h"
 
 extern char **environ;
 
@@ -87,6 +88,7 @@ static double t_start;
 static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
 {
     t_start = clock_now();
+    metrics_request_begin();
     http_resp_clear(&rs);
     buf_clear(&out);
 
@@ -107,6 +109,8 @@ static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
     if (io_write(io, out.data, out.len) != 0)
         log_warn("client went away before the response was written (request_id=%s)",
                  rq.request_id);
+    metrics_request_end(rq.head ? "HEAD" : rq.method ? rq.method : "other", rs.status,
+                        clock_now() - t_start);
     serve_log_begin(&logline, &rq, rs.status);
 }
 
@@ -191,6 +195,8 @@ int serve_main(int argc, char **argv, const char *name, const struct conf_entry 
     } else {
         FCGX_Request fr;
         FCGX_InitRequest(&fr, 0, 0);
+        /* not as CGI: a process per request would leave a file per request */
+        metrics_open(name, cfg.prefix, MX_HTTP);
         log_debug("serving %s (pid %ld)", cfg.prefix, (long)getpid());
         while (FCGX_Accept_r(&fr) >= 0) {
             struct io io = {&fr};

@@ -30,6 +30,7 @@
 #include "conf.h"
 #include "jsonfmt.h"
 #include "log.h"
+#include "metrics.h"
 #include "mem.h"
 #include "qrun.h"
 #include "redis.h"
@@ -213,6 +214,7 @@ static double run_message(struct worker *w, const char *msg, size_t len, int sta
     json_t *result = NULL;
     const char *status = CEL_SUCCESS;
     double t0 = clock_now();
+    metrics_task_begin();
 
     int parsed = cel_parse(&m, msg, len, err, sizeof(err)) == 0;
     snprintf(w->key, sizeof(w->key), CEL_META_PREFIX "%s", m.id ? m.id : "-");
@@ -276,9 +278,11 @@ static double run_message(struct worker *w, const char *msg, size_t len, int sta
                      ms ? ms : "");
         }
     }
+    double took = clock_now() - t0;
+    metrics_task_end(parsed ? m.task : NULL, status, took);
     json_decref(result);
     cel_msg_free(&m);
-    return clock_now() - t0;
+    return took;
 }
 
 static int worker_main(int slot)
@@ -290,6 +294,7 @@ static int worker_main(int slot)
     w.who_json = json_dumps(w.who, JSON_COMPACT);
     if (rds_init(&w.r, cfg.redis_url, 5000, err, sizeof(err)) != 0)
         return 1;
+    metrics_open("queue-runner", "", MX_RUNNER); /* this worker's own counts */
     qrun_inflight_key(w.inflight, sizeof(w.inflight), cfg.id, slot);
     /* Priority-major, like kombu: every queue's band 0 before any band 3. */
     static const int bands[] = {0, 3, 6, 9};
