@@ -27,6 +27,7 @@
 #include "buf.h"
 #include "clock.h"
 #include "mem.h"
+#include "migname.h"
 
 #define LOCK_ID "727473" /* pg_advisory_lock key: our migrations */
 
@@ -42,24 +43,13 @@ static int by_version(const void *a, const void *b)
     return (x->version > y->version) - (x->version < y->version);
 }
 
-/* NNN_name.sql, name of [A-Za-z0-9_]: 0 with version and name set. */
+/* NNN_name.sql (migname.h): 0 with version and name (new) set. */
 static int parse_name(const char *f, long *version, char **name)
 {
-    size_t digits = strspn(f, "0123456789");
-    size_t len = strlen(f);
-    if (digits < 3 || digits > 9 || f[digits] != '_' || len < digits + 6 ||
-        strcmp(f + len - 4, ".sql") != 0)
+    size_t off, len;
+    if (migname_parse(f, version, &off, &len) != 0)
         return -1;
-    const char *n = f + digits + 1;
-    size_t nlen = len - digits - 5;
-    if (nlen == 0 || strspn(n, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") <
-                         nlen)
-        return -1;
-    long v = 0;
-    for (size_t i = 0; i < digits; i++)
-        v = v * 10 + (f[i] - '0');
-    *version = v;
-    *name = xstrndup(n, nlen);
+    *name = xstrndup(f + off, len);
     return 0;
 }
 
