@@ -47,6 +47,7 @@ struct conn {
     double deadline;
     int deadline_set, rerun, woken;
     int counted; /* in the in-flight gauge (metrics.h) until answered */
+    char *held; /* while re-run: the channel it was parked on (owned) */
     char request_id[HTTP_REQUEST_ID_MAX + 1];
     char *channel; /* parked on, owned */
     struct conn *prev, *next; /* parked list */
@@ -312,10 +313,12 @@ static void park(struct conn *c, char *channel)
         sub_ref(channel);
 }
 
-static void unpark(struct conn *c)
+/* Take c off the parked list; returns its channel (owned), whose
+ * subscription reference the caller still holds. */
+static char *unpark_hold(struct conn *c)
 {
     if (c->state != C_PARKED)
-        return;
+        return NULL;
     if (c->prev != NULL)
         c->prev->next = c->next;
     else
@@ -323,11 +326,24 @@ static void unpark(struct conn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    if (PS.enabled)
-        sub_unref(c->channel);
-    free(c->channel);
+    char *channel = c->channel;
     c->channel = NULL;
     c->state = C_READING;
+    return channel;
+}
+
+static void sub_release(char *channel)
+{
+    if (channel == NULL)
+        return;
+    if (PS.enabled)
+        sub_unref(channel);
+    free(channel);
+}
+
+static void unpark(struct conn *c)
+{
+    sub_release(unpark_hold(c));
 }
 
 static void conn_close(struct conn *c)
@@ -410,6 +426,7 @@ static void dispatch(struct conn *c)
         memcpy(rq->request_id, c->request_id, sizeof(c->request_id));
     else
         memcpy(c->request_id, rq->request_id, sizeof(c->request_id));
+    log_set_request_id(rq->request_id);
     if (parsed && http_req_body_len(rq, (size_t)serve_cfg.max_body, &len, rs) == 0) {
         if (c->p.body_seen != len || c->p.body.len != len) {
             http_error(rs, 400, "Incomplete request body");
@@ -427,6 +444,7 @@ static void dispatch(struct conn *c)
     if (rs->status == 0 && channel != NULL) {
         c->rerun = 1;
         park(c, channel);
+        log_set_request_id(NULL);
         return;
     }
     free(channel);
@@ -546,7 +564,7 @@ static void run_woken(void)
         if (due && c->deadline_set && c->deadline <= now)
             c->woken = 1;
         if (c->woken) {
-            unpark(c);
+            c->held = unpark_hold(c);
             c->next = list; /* reuse the link for the run list */
             list = c;
         } else if (due && c->deadline_set && c->deadline < S.next_deadline) {
@@ -558,7 +576,14 @@ static void run_woken(void)
         list = c->next;
         c->next = NULL;
         c->woken = 0;
+        /* The subscription is released only after the re-run: a request
+         * that parks again on the same channel keeps it, rather than
+         * unsubscribing and subscribing again, whose confirmation would
+         * wake it again, round and round. (dispatch may free c.) */
+        char *held = c->held;
+        c->held = NULL;
         dispatch(c);
+        sub_release(held);
     }
 }
 

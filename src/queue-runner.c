@@ -220,10 +220,9 @@ static double run_message(struct worker *w, const char *msg, size_t len, int sta
     snprintf(w->key, sizeof(w->key), CEL_META_PREFIX "%s", m.id ? m.id : "-");
     if (!parsed) {
         log_err("rejected message %s: %s", m.id ? m.id : "(no id)", err);
-        if (m.id != NULL) {
+        status = CEL_FAILURE; /* stored when it has an id; counted either way */
+        if (m.id != NULL)
             result = cel_exc("ContentDisallowed", "kombu.exceptions", err);
-            status = CEL_FAILURE;
-        }
     } else {
         const struct task_def *t = task_find(m.task);
         json_t *arg[TASK_MAX_PARAMS];

@@ -128,6 +128,22 @@ first_loc() { jget "$body" 'j["detail"][0]["loc"]'; }
     run -0 awk -v t="$t" 'BEGIN { exit !(t < 0.5) }'
 }
 
+@test "a parked long poll costs no CPU while it waits" {
+    submit add '{"args":[2,2]}'
+    assert_equal "$status" 202
+    # once woken by its subscription's confirmation, a waiter parks again on
+    # the same subscription: no unsubscribe/subscribe round trips
+    local before after p
+    before=0
+    for p in $(route_pids tasks); do before=$((before + $(awk '{ print $14 + $15 }' /proc/$p/stat))); done
+    curl -s -o /dev/null -m 10 "$BASE/api/tasks/$ID?wait=2"
+    after=0
+    for p in $(route_pids tasks); do after=$((after + $(awk '{ print $14 + $15 }' /proc/$p/stat))); done
+    echo "tasks processes: $((after - before)) CPU ticks over a 2 s park" >&3
+    # a busy loop took ~100 ticks here (2 s at half a core)
+    [ $((after - before)) -le 10 ]
+}
+
 @test "200 parked waiters do not delay other requests, and all get their result once a runner runs" {
     local n=200 cfg="$BATS_TEST_TMPDIR/waiters.cfg" i
     local -a ids
