@@ -95,6 +95,7 @@ static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
     size_t len;
     if (http_req_parse(&rq, envp, cfg.prefix, &rs) == 0 &&
         http_req_body_len(&rq, (size_t)cfg.max_body, &len, &rs) == 0) {
+        log_set_request_id(rq.request_id);
         size_t got = io_read(io, http_req_body_room(&rq, len), len);
         http_req_body_done(&rq, got);
         if (got != len)
@@ -123,8 +124,10 @@ void serve_log_begin(struct buf *line, const struct http_req *req, int status)
 
 void serve_log_end(const struct buf *line, double seconds, const char *request_id)
 {
+    log_set_request_id(request_id); /* log adds " request_id=..." */
     if (line->len > 0)
-        log_info("%s %.3fms request_id=%s", line->data, seconds * 1e3, request_id);
+        log_info("%s %.3fms", line->data, seconds * 1e3);
+    log_set_request_id(NULL);
 }
 
 static void log_request(void)
