@@ -108,8 +108,7 @@ static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
     io_drain(io);
     http_resp_format(&rq, &rs, &out);
     if (io_write(io, out.data, out.len) != 0)
-        log_warn("client went away before the response was written (request_id=%s)",
-                 rq.request_id);
+        log_warn("client went away before the response was written");
     metrics_request_end(rq.head ? "HEAD" : rq.method ? rq.method : "other", rs.status,
                         clock_now() - t_start);
     serve_log_begin(&logline, &rq, rs.status);

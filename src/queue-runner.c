@@ -217,6 +217,7 @@ static double run_message(struct worker *w, const char *msg, size_t len, int sta
     metrics_task_begin();
 
     int parsed = cel_parse(&m, msg, len, err, sizeof(err)) == 0;
+    log_set_request_id(m.id); /* the task's lines carry its id */
     snprintf(w->key, sizeof(w->key), CEL_META_PREFIX "%s", m.id ? m.id : "-");
     if (!parsed) {
         log_err("rejected message %s: %s", m.id ? m.id : "(no id)", err);
@@ -279,6 +280,7 @@ static double run_message(struct worker *w, const char *msg, size_t len, int sta
     }
     double took = clock_now() - t0;
     metrics_task_end(parsed ? m.task : NULL, status, took);
+    log_set_request_id(NULL);
     json_decref(result);
     cel_msg_free(&m);
     return took;
@@ -533,7 +535,7 @@ int main(int argc, char **argv)
     long long started = qrun_now_ms();
     while (!stopping && qrun_heartbeat(&r, cfg.id, cfg.host, (long)getpid(), cfg.queues,
                                        (int)cfg.concurrency, started, cfg.lease) < 0) {
-        log_warn("Redis at %s: %s; retrying", cfg.redis_url, r.err);
+        log_warn("Redis: %s; retrying", r.err); /* never the URL: it may hold a password */
         rds_backoff_wait(&r);
     }
 

@@ -26,7 +26,8 @@ load helpers
     local st="$BATS_TEST_TMPDIR/st"
     run -1 timeout 20 env GW_STATE="$st" GW_PORT="$(free_port)" GW_CGI_BIN="$GW_CGI_BIN" \
         MAX_BODY_BYTES=lots "$REPO/scripts/gateway"
-    assert_output --partial "hello - ERROR - conf: MAX_BODY_BYTES: expected an integer in 0..1073741824, got 'lots'"
+    # the first route program checked (in name order) says why
+    assert_output --partial " - ERROR - conf: MAX_BODY_BYTES: expected an integer in 0..1073741824, got 'lots'"
     assert_output --partial "bad settings (above); not starting"
     [ ! -e "$st/log/error.log" ] # lighttpd never started
 }

@@ -90,7 +90,7 @@ start_runner() {
     RUNNER_DIRS+=("$dir")
     local i
     for i in $(seq 1 200); do
-        grep -q ' - INFO - .*ready' "$RUNNER_LOG" && return 0
+        grep -qE ' - INFO - .*ready|"level":"INFO",.*"message":"ready: ' "$RUNNER_LOG" && return 0
         if ! kill -0 "$RUNNER_PID" 2>/dev/null; then
             echo "queue-runner exited before ready:" >&2
             cat "$RUNNER_LOG" >&2

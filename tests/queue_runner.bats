@@ -51,7 +51,7 @@ unbounded_keys() {
     assert_output 6.5
     run -0 taskctl call mul 6 7
     assert_output 42
-    run -0 grep -cE 'queue-runner - INFO - Task tasks\.add\[[0-9a-f-]{36}\] succeeded in [0-9.]+s: 8$' "$RUNNER_LOG"
+    run -0 grep -cE 'queue-runner - INFO - Task tasks\.add\[[0-9a-f-]{36}\] succeeded in [0-9.]+s: 8 request_id=[0-9a-f-]{36}$' "$RUNNER_LOG"
     assert_output 1
 }
 
