@@ -26,13 +26,11 @@
  * When the set of failing checks changes, one WARNING line says why; one
  * INFO line when all pass again. */
 #include <dirent.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "buf.h"
 #include "db.h"
@@ -73,24 +71,14 @@ struct probe {
  * this program (src/migrate.c's default). */
 static char *find_mig_dir(void)
 {
-    struct buf b = {0};
-    if (cfg.migrations_dir[0] != '\0') {
-        buf_puts(&b, cfg.migrations_dir);
-        return b.data;
-    }
+    if (cfg.migrations_dir[0] != '\0')
+        return xstrdup(cfg.migrations_dir);
     if (cfg.gw_root[0] != '\0') {
+        struct buf b = {0};
         buf_printf(&b, "%s/sql", cfg.gw_root);
         return b.data;
     }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0) {
-        buf_puts(&b, "sql");
-        return b.data;
-    }
-    exe[n] = '\0';
-    buf_printf(&b, "%s/sql", dirname(dirname(exe)));
-    return b.data;
+    return migname_default_dir();
 }
 
 static void setup(void)

@@ -56,31 +56,11 @@ static int submit(struct http_req *rq, struct http_resp *rs, const char *name)
         snprintf(detail, sizeof(detail), "Task not registered: %.128s", name);
         return http_error(rs, 404, detail);
     }
-    json_t *body = NULL, *args = NULL, *kwargs = NULL;
-    if (rq->body_len > 0) {
-        json_error_t je;
-        body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &je);
-        if (body == NULL) {
-            char msg[256];
-            snprintf(msg, sizeof(msg), "JSON decode error: %s", je.text);
-            return http_error_422(rs, json_pack("[si]", "body", (json_int_t)je.position), msg,
-                                  "json_invalid");
-        }
-        if (!json_is_object(body)) {
-            json_decref(body);
-            return http_error_422(rs, json_pack("[s]", "body"),
-                                  "Input should be a valid dictionary", "dict_type");
-        }
-        const char *key;
-        json_t *v;
-        json_object_foreach(body, key, v) {
-            if (strcmp(key, "args") != 0 && strcmp(key, "kwargs") != 0) {
-                http_error_422(rs, json_pack("[ss]", "body", key), "Extra inputs are not permitted",
-                               "extra_forbidden");
-                json_decref(body);
-                return rs->status;
-            }
-        }
+    static const char *const fields[] = {"args", "kwargs", NULL};
+    json_t *body, *args = NULL, *kwargs = NULL;
+    if (http_body_object_or_422(rq, fields, 0, &body, rs) != 0)
+        return rs->status;
+    if (body != NULL) {
         args = json_object_get(body, "args");
         kwargs = json_object_get(body, "kwargs");
         if (args != NULL && !json_is_array(args)) {

@@ -101,6 +101,22 @@ static int send_json(struct http_resp *rs, int status, const char *json, size_t 
     return status;
 }
 
+/* Answer with the (version, user) row of r (taken and cleared), storing it
+ * in the cache as who; 404 for no row, the database's failure for NULL. */
+static int send_user(struct http_resp *rs, PGresult *r, enum vcache_who who, const char *id)
+{
+    if (r == NULL)
+        return db_failure(rs);
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return http_error(rs, 404, "User not found");
+    }
+    vcache_put(&cache, who, id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
+    send_json(rs, 200, PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
+    PQclear(r);
+    return 200;
+}
+
 /* An integer parameter in min..max, as FastAPI checks `int = Path(ge=..)`:
  * 0, or -1 with the 422 in rs. loc is stolen. */
 static int int_param(const char *s, long long min, long long max, json_t *loc, long long *out,
@@ -144,31 +160,12 @@ static int field_error(struct http_resp *rs, const char *field, const struct val
 static int user_in_parse(struct http_req *rq, int create, struct user_in *in,
                          struct http_resp *rs)
 {
-    static const char *const fields[] = {"username", "email", "password", "full_name", "phone"};
+    static const char *const fields[] = {"username", "email", "password", "full_name", "phone",
+                                         NULL};
     memset(in, 0, sizeof(*in));
-    json_error_t je;
-    if (rq->body_len == 0)
-        return http_error_422(rs, json_pack("[s]", "body"), "Field required", "missing"), -1;
-    in->body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &je);
-    if (in->body == NULL) {
-        char msg[256];
-        snprintf(msg, sizeof(msg), "JSON decode error: %s", je.text);
-        return http_error_422(rs, json_pack("[si]", "body", (json_int_t)je.position), msg,
-                              "json_invalid"), -1;
-    }
-    if (!json_is_object(in->body))
-        return http_error_422(rs, json_pack("[s]", "body"), "Input should be a valid dictionary",
-                              "dict_type"), -1;
-    const char *key;
+    if (http_body_object_or_422(rq, fields, 1, &in->body, rs) != 0)
+        return -1;
     json_t *v;
-    json_object_foreach(in->body, key, v) {
-        size_t i = 0;
-        while (i < 5 && strcmp(key, fields[i]) != 0)
-            i++;
-        if (i == 5)
-            return http_error_422(rs, json_pack("[ss]", "body", key),
-                                  "Extra inputs are not permitted", "extra_forbidden"), -1;
-    }
     const char **out[] = {&in->username, &in->email, &in->password, &in->full_name, &in->phone};
     for (size_t i = 0; i < 5; i++) {
         v = json_object_get(in->body, fields[i]);
@@ -222,18 +219,7 @@ static int get_user(struct http_resp *rs, const char *id)
     if (hit == VCACHE_GONE)
         return http_error(rs, 404, "User not found");
     const char *params[] = {id};
-    PGresult *r = db_exec(&db, "user_get", 1, params);
-    if (r == NULL)
-        return db_failure(rs);
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return http_error(rs, 404, "User not found");
-    }
-    vcache_put(&cache, VCACHE_READER, id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
-               PQgetlength(r, 0, 1));
-    send_json(rs, 200, PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
-    PQclear(r);
-    return 200;
+    return send_user(rs, db_exec(&db, "user_get", 1, params), VCACHE_READER, id);
 }
 
 /* Before a write of id: the cache must know (vcache.h), or no write. */
@@ -342,17 +328,7 @@ static int update_user(struct http_req *rq, struct http_resp *rs, const char *id
     PGresult *r = db_exec(&db, "user_update", 8, params);
     json_decref(in.body);
     explicit_bzero(hash, sizeof(hash));
-    if (r == NULL)
-        return db_failure(rs);
-    if (PQntuples(r) == 0) {
-        PQclear(r);
-        return http_error(rs, 404, "User not found");
-    }
-    vcache_put(&cache, VCACHE_WRITER, id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1),
-               PQgetlength(r, 0, 1));
-    send_json(rs, 200, PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
-    PQclear(r);
-    return 200;
+    return send_user(rs, r, VCACHE_WRITER, id);
 }
 
 /* DELETE /api/users/{id} */

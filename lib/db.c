@@ -146,11 +146,13 @@ static void failed(struct db *d, const PGresult *r)
     else if (strncmp(state, "08", 2) == 0 || strncmp(state, "53", 2) == 0 ||
              strncmp(state, "57", 2) == 0) /* connection, resources, shutdown, timeout */
         kind = DB_UNAVAILABLE;
+    if (kind == DB_UNAVAILABLE && strcmp(state, "57014") != 0) { /* not just a timeout */
+        lost(d, msg);
+        return;
+    }
     set_err(d, kind, msg);
     snprintf(d->constraint, sizeof(d->constraint), "%s", c ? c : "");
-    if (kind == DB_UNAVAILABLE && strcmp(state, "57014") != 0) /* not just a timeout */
-        lost(d, msg);
-    else if (kind == DB_FAILED)
+    if (kind == DB_FAILED)
         log_err("PostgreSQL: %s (SQLSTATE %s)", d->err, state);
 }
 
@@ -225,11 +227,12 @@ int db_connect(struct db *d)
     if (d->conn != NULL)
         return 0;
     double now = clock_now();
-    if (now < d->next_try) {
-        metrics_error(MX_ERR_PG);
-        d->kind = DB_UNAVAILABLE;
+    if (now < d->next_try) { /* keep the reason of the failed attempt */
         if (d->err[0] == '\0')
             set_err(d, DB_UNAVAILABLE, "database unavailable");
+        else
+            metrics_error(MX_ERR_PG);
+        d->kind = DB_UNAVAILABLE;
         return -1;
     }
     /* later keywords win: the URL's own settings override these defaults */

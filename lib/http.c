@@ -331,6 +331,46 @@ int http_error_422(struct http_resp *rs, json_t *loc, const char *msg, const cha
     return http_json_new(rs, 422, json_pack("{s:[o]}", "detail", err));
 }
 
+int http_body_object_or_422(const struct http_req *rq, const char *const *fields, int required,
+                            json_t **out, struct http_resp *rs)
+{
+    *out = NULL;
+    if (rq->body_len == 0) {
+        if (required)
+            return http_error_422(rs, json_pack("[s]", "body"), "Field required", "missing"), -1;
+        return 0;
+    }
+    json_error_t je;
+    json_t *body = json_loadb(rq->body, rq->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+                              &je);
+    if (body == NULL) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "JSON decode error: %s", je.text);
+        return http_error_422(rs, json_pack("[si]", "body", (json_int_t)je.position), msg,
+                              "json_invalid"), -1;
+    }
+    if (!json_is_object(body)) {
+        json_decref(body);
+        return http_error_422(rs, json_pack("[s]", "body"), "Input should be a valid dictionary",
+                              "dict_type"), -1;
+    }
+    const char *key;
+    json_t *v;
+    json_object_foreach(body, key, v) {
+        size_t i = 0;
+        while (fields[i] != NULL && strcmp(key, fields[i]) != 0)
+            i++;
+        if (fields[i] == NULL) {
+            http_error_422(rs, json_pack("[ss]", "body", key), "Extra inputs are not permitted",
+                           "extra_forbidden");
+            json_decref(body);
+            return -1;
+        }
+    }
+    *out = body;
+    return 0;
+}
+
 int http_header_add(struct http_resp *rs, const char *name, const char *value)
 {
     if (strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL)

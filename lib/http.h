@@ -121,6 +121,14 @@ int http_json_new(struct http_resp *rs, int status, json_t *body); /* steals bod
 int http_error(struct http_resp *rs, int status, const char *detail); /* NULL: reason phrase */
 /* 422 with one validation error; steals loc (e.g. json_pack("[ss]", "path", "id")). */
 int http_error_422(struct http_resp *rs, json_t *loc, const char *msg, const char *type);
+/* The request body as a JSON object whose keys are all in `fields`
+ * (NULL-terminated), as a FastAPI body model with extra="forbid" reads it:
+ * 0 with *out (new reference; NULL for an empty body unless `required`),
+ * or -1 with the 422 in rs: ["body"] missing (empty and required),
+ * ["body",<offset>] json_invalid, ["body"] dict_type (valid JSON, not an
+ * object), ["body",<key>] extra_forbidden. */
+int http_body_object_or_422(const struct http_req *rq, const char *const *fields, int required,
+                            json_t **out, struct http_resp *rs) __attribute__((warn_unused_result));
 /* Adds "name: value"; returns -1 (and adds nothing) if either holds CR or LF. */
 int http_header_add(struct http_resp *rs, const char *name, const char *value);
 

@@ -1,6 +1,12 @@
 #include "migname.h"
 
+#include <libgen.h>
+#include <limits.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "buf.h"
+#include "mem.h"
 
 int migname_parse(const char *f, long *version, size_t *name_off, size_t *name_len)
 {
@@ -20,4 +26,16 @@ int migname_parse(const char *f, long *version, size_t *name_off, size_t *name_l
     *name_off = digits + 1;
     *name_len = nlen;
     return 0;
+}
+
+char *migname_default_dir(void)
+{
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n <= 0)
+        return xstrdup("sql");
+    exe[n] = '\0';
+    struct buf b = {0};
+    buf_printf(&b, "%s/sql", dirname(dirname(exe)));
+    return b.data;
 }

@@ -11,4 +11,8 @@
  * -1 if file is not a migration's name. */
 int migname_parse(const char *file, long *version, size_t *name_off, size_t *name_len);
 
+/* sql/ beside the bin/ (or cgi-bin/) holding this program: where a checkout
+ * or an install keeps its migrations. New string, caller frees. */
+char *migname_default_dir(void);
+
 #endif

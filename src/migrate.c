@@ -15,14 +15,12 @@
  * Exit: 0 done (or nothing to do), 1 error, 2 usage. Files must not hold
  * BEGIN/COMMIT of their own. */
 #include <dirent.h>
-#include <libgen.h>
 #include <libpq-fe.h>
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "buf.h"
 #include "clock.h"
@@ -151,16 +149,7 @@ static int apply(PGconn *c, const struct mig *m, const struct buf *sql, const ch
 static char *default_dir(void)
 {
     const char *env = getenv("MIGRATIONS_DIR");
-    if (env != NULL && env[0] != '\0')
-        return xstrdup(env);
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return xstrdup("sql");
-    exe[n] = '\0';
-    struct buf b = {0};
-    buf_printf(&b, "%s/sql", dirname(dirname(exe)));
-    return b.data;
+    return env != NULL && env[0] != '\0' ? xstrdup(env) : migname_default_dir();
 }
 
 int main(int argc, char **argv)

@@ -65,6 +65,9 @@ route_pids() {
     pgrep -P "$GW_PID" -f "^$GW_CGI_BIN/${1-}" 2>/dev/null || true
 }
 
+# rss_kb PID: the process's resident memory in kB (the memory suites).
+rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
+
 # stop_gateway: SIGTERM lighttpd, wait until it and its route processes are
 # gone (so sanitizer reports at exit are in the log), then fail if any
 # sanitizer or crash report is in the logs.

@@ -18,8 +18,6 @@ teardown() {
     queue_teardown
 }
 
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
-
 # tasks_mix N: N requests to /api/tasks of every kind, 8 at a time: submits,
 # reads of a finished task, waits that park and time out, 404s, 422s, 405s
 tasks_mix() {

@@ -30,8 +30,6 @@ teardown() {
     stop_redis
 }
 
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$ROUTE_PID/status"; }
-
 load_mix() {
     local n=$1 cfg="$BATS_TEST_TMPDIR/curl.cfg"
     : >"$cfg"
@@ -65,10 +63,10 @@ assert_mix() { # 200s 404s 422s 409s
     load_mix 4000
     assert_mix 2500 500 500 500
     local before after
-    before=$(rss_kb)
+    before=$(rss_kb "$ROUTE_PID")
     load_mix 4000
     assert_mix 2500 500 500 500
-    after=$(rss_kb)
+    after=$(rss_kb "$ROUTE_PID")
     echo "VmRSS before ${before} kB, after ${after} kB" >&3
     [ "$ROUTE_PID" = "$(route_pids users)" ]
     # 256 kB over 4000 requests: a leak of 64 bytes a request fails here
