@@ -161,8 +161,8 @@ static int cbc(const struct fernet_key *key, const unsigned char iv[IV_BYTES], i
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int rc = -1;
     size_t o = 0;
-    if (ctx == NULL || EVP_CipherInit_ex(ctx, EVP_aes_128_cbc(), NULL, key->encryption, iv,
-                                         enc) != 1)
+    if (ctx == NULL ||
+        EVP_CipherInit_ex(ctx, EVP_aes_128_cbc(), NULL, key->encryption, iv, enc) != 1)
         goto done;
     for (size_t i = 0; i < n; i += CHUNK) {
         int step = n - i > CHUNK ? CHUNK : (int)(n - i);
