@@ -2,7 +2,7 @@
 # bin/; `make SANITIZE=1` builds the same with ASan+UBSan into build/asan/.
 # See README for run/test/bench/fuzz.
 
-PKGS     := fcgi jansson hiredis libpq libcrypt libcrypto
+PKGS     := fcgi jansson hiredis libpq libcrypt libcrypto libjwt
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
