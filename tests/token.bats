@@ -1,0 +1,122 @@
+#!/usr/bin/env bats
+# POST /api/token: the OAuth2 password grant (RFC 6749 §4.3) against real
+# users in PostgreSQL, attempts limited in Redis.
+
+load helpers
+load queue
+load pg
+
+setup_file() {
+    start_redis
+    start_pg
+    start_gateway LOGIN_PER_USER=3 LOGIN_PER_ADDR=1000
+    export BASE GW_STATE GW_PID
+    curl -s -o /dev/null -X POST "$BASE/api/users" \
+        -d '{"username":"alice","email":"alice@example.com","password":"wonderland"}'
+    psql_app -c "UPDATE users SET scopes = '{users,tasks}' WHERE username = 'alice'"
+}
+
+teardown_file() {
+    stop_gateway
+    stop_pg
+    stop_redis
+}
+
+setup() {
+    # a fresh attempt window for every test
+    rcli --scan --pattern 'login:*' | xargs -r redis-cli -s "$REDIS_SOCK" del >/dev/null
+}
+
+login() { # FORM: POST it as a form
+    http POST /api/token -H 'Content-Type: application/x-www-form-urlencoded' --data-raw "$1"
+}
+
+# b64url_json PART: the JSON of a token part
+part_json() {
+    /usr/bin/python3 -c 'import base64,sys; p=sys.argv[1]; print(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)).decode())' "$1"
+}
+
+@test "the password grant answers a bearer JWT with the user's id and scopes, never cached" {
+    login 'grant_type=password&username=alice&password=wonderland'
+    assert_equal "$status" 200
+    [[ $headers == *"cache-control: no-store"* ]]
+    [[ $body == *'"token_type":"bearer"'* ]]
+    [[ $body == *'"expires_in":900'* ]]
+    [[ $body == *'"scope":"users tasks"'* ]]
+    token=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' <<<"$body")
+    IFS=. read -r h p s <<<"$token"
+    [ -n "$s" ]
+    header=$(part_json "$h")
+    payload=$(part_json "$p")
+    [[ $header == *'"alg":"HS256"'* ]]
+    [[ $header == *'"kid":"dev1"'* ]]
+    id=$(psql_app -c "SELECT id FROM users WHERE username = 'alice'")
+    [[ $payload == *"\"sub\":\"$id\""* ]]
+    /usr/bin/python3 -c 'import json,sys; c=json.loads(sys.argv[1]); assert c["exp"]-c["iat"]==900 and len(c["jti"])==36' "$payload"
+    # the user name is case-insensitive; a narrower scope may be asked for
+    login 'grant_type=password&username=ALICE&password=wonderland&scope=tasks'
+    assert_equal "$status" 200
+    [[ $body == *'"scope":"tasks"'* ]]
+}
+
+@test "RFC 6749 §5.2 errors: invalid_request, unsupported_grant_type, invalid_grant, invalid_scope" {
+    login 'grant_type=password&username=alice&password=nope'
+    assert_equal "$status" 400
+    assert_equal "$body" '{"error":"invalid_grant","error_description":"Incorrect username or password"}'
+    login 'grant_type=password&username=nobody&password=wonderland'
+    assert_equal "$body" '{"error":"invalid_grant","error_description":"Incorrect username or password"}'
+    login 'grant_type=client_credentials'
+    [[ $body == '{"error":"unsupported_grant_type",'* ]]
+    login 'username=alice&password=wonderland'
+    [[ $body == '{"error":"invalid_request",'* ]]
+    login 'grant_type=password&username=alice'
+    [[ $body == '{"error":"invalid_request",'* ]]
+    login 'grant_type=password&grant_type=password&username=alice&password=wonderland'
+    [[ $body == '{"error":"invalid_request",'* ]]
+    login 'grant_type=password&username=alice&password=%ZZ'
+    [[ $body == '{"error":"invalid_request",'* ]]
+    login 'grant_type=password&username=alice&password=wonderland&scope=admin'
+    [[ $body == '{"error":"invalid_scope",'* ]]
+    http POST /api/token -H 'Content-Type: application/json' -d '{"grant_type":"password"}'
+    assert_equal "$status" 400
+    [[ $body == '{"error":"invalid_request",'* ]]
+    http GET /api/token
+    assert_equal "$status" 405
+    # SQL and unicode in the user name are just names nobody has
+    login "grant_type=password&username=%27%20OR%20%271%27%3D%271&password=x"
+    [[ $body == '{"error":"invalid_grant",'* ]]
+    login "grant_type=password&username=J%C3%B6rg%F0%9F%98%80&password=x"
+    [[ $body == '{"error":"invalid_grant",'* ]]
+}
+
+@test "attempts per user name are limited: 429 with Retry-After, then the right password waits too" {
+    for i in 1 2 3; do
+        login 'grant_type=password&username=alice&password=guess'
+        assert_equal "$status" 400
+    done
+    login 'grant_type=password&username=alice&password=wonderland'
+    assert_equal "$status" 429
+    [[ $headers == *"retry-after: "* ]]
+    # another user name is not held up
+    login 'grant_type=password&username=bob&password=guess'
+    assert_equal "$status" 400
+}
+
+@test "Redis or PostgreSQL down: 503, never a token" {
+    stop_redis
+    login 'grant_type=password&username=alice&password=wonderland'
+    assert_equal "$status" 503
+    redis_launch
+    stop_pg
+    login 'grant_type=password&username=alice&password=wonderland'
+    assert_equal "$status" 503
+    pg_launch
+    retry 50 0.1 eval "login 'grant_type=password&username=alice&password=wonderland'; [ \"\$status\" = 200 ]"
+}
+
+@test "no password or token in any log" {
+    login 'grant_type=password&username=alice&password=wonderland'
+    token=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' <<<"$body")
+    run grep -rlF -e wonderland -e "$token" -e "$(cat "$GW_STATE/secrets/token-keys" | cut -d: -f2)" "$GW_STATE/log"
+    assert_failure
+}
