@@ -9,6 +9,11 @@
  *      | 429 {"detail":...}, Retry-After: too many attempts for that user
  *        name or from that address | 503 PostgreSQL or Redis down
  *
+ *   POST /api/token/revoke   token=<access token>   (RFC 7009)
+ *     -> 200 {} : a token we signed is denied (revoked:<jti> in Redis) until
+ *        it would have expired anyway; anything else is ignored, as §2.2
+ *        says | 400 invalid_request (no token) | 503 Redis down
+ *
  * The token is a JWT (lib/token.h) with sub = the user's id and scope =
  * the requested scopes (all the user's when none are asked for), which
  * must be the user's. Attempts count per user name and per client address
@@ -196,9 +201,55 @@ static int keys_check(const char *spec, char *err, size_t errlen)
     return rc;
 }
 
+/* POST /api/token/revoke */
+static int revoke(struct http_req *rq, struct http_resp *rs)
+{
+    char *t = NULL;
+    const char *p = rq->body, *end = rq->body + rq->body_len;
+    while (p < end && t == NULL) {
+        const char *stop = memchr(p, '&', (size_t)(end - p));
+        if (stop == NULL)
+            stop = end;
+        if ((size_t)(stop - p) > 6 && memcmp(p, "token=", 6) == 0) {
+            struct buf v = {0};
+            if (url_decode(p + 6, (size_t)(stop - p - 6), 1, &v) == URL_OK)
+                t = v.data;
+            else
+                buf_free(&v);
+        }
+        p = stop + (stop < end);
+    }
+    if (t == NULL)
+        return oauth_error(rs, "invalid_request", "token is required");
+    struct token_claims c;
+    enum token_err why;
+    long now = (long)time(NULL);
+    /* an expired token needs no denying; a forged one is not ours */
+    if (token_verify(&keys, t, now, &c, &why) == 0) {
+        char key[96];
+        snprintf(key, sizeof(key), "revoked:%s", c.jti);
+        redisReply *rep = rds_command(&redis, "SET %s 1 EX %ld", key, c.exp - now + 1);
+        if (rep == NULL) {
+            free(t);
+            http_header_add(rs, "Retry-After", "1");
+            return http_error(rs, 503, "Revocation unavailable, try again shortly");
+        }
+        freeReplyObject(rep);
+        log_info("token %s of user %s revoked", c.jti, c.sub);
+    }
+    free(t);
+    http_header_add(rs, "Cache-Control", "no-store");
+    return http_json_new(rs, 200, json_object());
+}
+
 /* POST /api/token */
 static int token(struct http_req *rq, struct http_resp *rs)
 {
+    if (rq->nseg == 1 && strcmp(rq->seg[0], "revoke") == 0) {
+        if (http_allow_or_405(rq, rs, "POST") != 0)
+            return rs->status;
+        return setup() != 0 ? http_error(rs, 500, NULL) : revoke(rq, rs);
+    }
     if (rq->nseg != 0)
         return http_error(rs, 404, NULL);
     if (http_allow_or_405(rq, rs, "POST") != 0)

@@ -120,3 +120,23 @@ part_json() {
     run grep -rlF -e wonderland -e "$token" -e "$(cat "$GW_STATE/secrets/token-keys" | cut -d: -f2)" "$GW_STATE/log"
     assert_failure
 }
+
+@test "revoke (RFC 7009): our token is denied until its expiry; anything else is ignored with 200" {
+    login 'grant_type=password&username=alice&password=wonderland'
+    token=$(/usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])' <<<"$body")
+    payload=$(part_json "$(cut -d. -f2 <<<"$token")")
+    jti=$(/usr/bin/python3 -c 'import json,sys; print(json.loads(sys.argv[1])["jti"])' "$payload")
+    http POST /api/token/revoke --data-urlencode "token=$token"
+    assert_equal "$status" 200
+    assert_equal "$body" '{}'
+    assert_equal "$(rcli get "revoked:$jti")" 1
+    ttl=$(rcli ttl "revoked:$jti")
+    [ "$ttl" -gt 800 ] && [ "$ttl" -le 901 ]
+    http POST /api/token/revoke --data-urlencode "token=garbage.x.y"
+    assert_equal "$status" 200
+    http POST /api/token/revoke -d 'nothing=here'
+    assert_equal "$status" 400
+    [[ $body == '{"error":"invalid_request",'* ]]
+    http GET /api/token/revoke
+    assert_equal "$status" 405
+}
