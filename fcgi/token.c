@@ -10,9 +10,10 @@
  *        name or from that address | 503 PostgreSQL or Redis down
  *
  *   POST /api/token/revoke   token=<access token>   (RFC 7009)
- *     -> 200 {} : a token we signed is denied (revoked:<jti> in Redis) until
- *        it would have expired anyway; anything else is ignored, as §2.2
- *        says | 400 invalid_request (no token) | 503 Redis down
+ *     -> 200 {} : a token we signed is denied (denylist.h) until it would
+ *        have expired anyway, at the gateway within REVOKE_SYNC_MS;
+ *        anything else is ignored, as §2.2 says | 400 invalid_request (no
+ *        token) | 503 Redis down
  *
  * The token is a JWT (lib/token.h) with sub = the user's id and scope =
  * the requested scopes (all the user's when none are asked for), which
@@ -26,6 +27,7 @@
 
 #include "celery.h"
 #include "db.h"
+#include "denylist.h"
 #include "log.h"
 #include "passwd.h"
 #include "redis.h"
@@ -226,15 +228,12 @@ static int revoke(struct http_req *rq, struct http_resp *rs)
     long now = (long)time(NULL);
     /* an expired token needs no denying; a forged one is not ours */
     if (token_verify(&keys, t, now, &c, &why) == 0) {
-        char key[96];
-        snprintf(key, sizeof(key), "revoked:%s", c.jti);
-        redisReply *rep = rds_command(&redis, "SET %s 1 EX %ld", key, c.exp - now + 1);
-        if (rep == NULL) {
+        if (deny_revoke(&redis, c.jti, c.exp) != 0) {
+            log_warn("revoke: Redis: %s", redis.err);
             free(t);
             http_header_add(rs, "Retry-After", "1");
             return http_error(rs, 503, "Revocation unavailable, try again shortly");
         }
-        freeReplyObject(rep);
         log_info("token %s of user %s revoked", c.jti, c.sub);
     }
     free(t);

@@ -142,7 +142,10 @@ static uint64_t next_random(void)
 
 static void set_request_id(struct http_req *rq)
 {
-    const char *given = http_header(rq, "X-Request-Id");
+    /* the gateway's authorizer (fcgi/auth.c) passes on the id it used */
+    const char *given = http_env(rq, "REQUEST_ID");
+    if (given == NULL || !http_request_id_sane(given))
+        given = http_header(rq, "X-Request-Id");
     if (given != NULL && http_request_id_sane(given)) {
         snprintf(rq->request_id, sizeof(rq->request_id), "%s", given);
         return;
@@ -408,6 +411,12 @@ void http_resp_format(const struct http_req *rq, const struct http_resp *rs, str
         buf_printf(out, "Content-Type: %s\r\nContent-Length: %zu\r\n",
                    rs->content_type ? rs->content_type : "application/json", rs->body.len);
     buf_printf(out, "X-Request-Id: %s\r\n", rq->request_id);
+    /* an Origin the authorizer allowed (CORS_ORIGINS) */
+    const char *origin = http_env(rq, "CORS_ORIGIN");
+    if (origin != NULL && strpbrk(origin, "\r\n") == NULL)
+        buf_printf(out, "Access-Control-Allow-Origin: %s\r\nVary: Origin\r\n"
+                        "Access-Control-Expose-Headers: X-Request-Id, Location, Link, "
+                        "Retry-After, X-Cache\r\n", origin);
     buf_append(out, rs->headers.data, rs->headers.len);
     buf_append(out, "\r\n", 2);
     if (!no_body && !rq->head)

@@ -61,6 +61,8 @@ struct http_req {
     size_t nquery;
     const char *body;     /* NUL-terminated; "" when there is none */
     size_t body_len;
+    /* REQUEST_ID from the gateway's authorizer, else a sane X-Request-Id,
+     * else a new random one */
     char request_id[HTTP_REQUEST_ID_MAX + 1];
     char *const *envp;    /* borrowed: the request's CGI/FastCGI environment */
 
@@ -138,7 +140,8 @@ int http_allow_or_405(const struct http_req *rq, struct http_resp *rs, const cha
     __attribute__((warn_unused_result));
 
 /* The complete CGI response: Status line, Content-Type, Content-Length,
- * X-Request-Id, the extra headers, a blank line, and the body unless HEAD or
+ * X-Request-Id, the CORS headers when the gateway's authorizer allowed the
+ * request's Origin (CORS_ORIGIN in the environment), the extra headers, a blank line, and the body unless HEAD or
  * a status that has none. Appends to out. */
 void http_resp_format(const struct http_req *rq, const struct http_resp *rs, struct buf *out);
 

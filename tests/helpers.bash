@@ -12,8 +12,9 @@ bats_load_library bats-assert
 
 REPO=$(cd "$BATS_TEST_DIRNAME/.." && pwd)
 : "${GW_CGI_BIN:=$REPO/cgi-bin}"
+: "${GW_BIN:=$REPO/bin}"
 : "${TEST_TMP:=${BATS_RUN_TMPDIR:-/tmp}}"
-export GW_CGI_BIN TEST_TMP
+export GW_CGI_BIN GW_BIN TEST_TMP
 
 # cgi PROGRAM METHOD TARGET [BODY]: run a route binary as plain CGI, the way
 # mod_cgi would, with CRs stripped from its output.
@@ -33,9 +34,18 @@ gateway_answers() {
     answers "$BASE/api/hello/world" '{"message":"Hello, world!"}'
 }
 
+# token SUB [SCOPE] [TTL]: an access token signed with the gateway's keys
+# (bin/tokenctl, as an operator would make one).
+token() {
+    TOKEN_KEYS=$GW_TOKEN_KEYS "$GW_BIN/tokenctl" issue --sub "$1" --scope "${2-}" --ttl "${3:-3600}"
+}
+
 # start_gateway [VAR=value ...]: start lighttpd with lighttpd.conf as shipped,
 # on a free port, state in a new dir under TEST_TMP. Exports BASE, GW_STATE,
-# GW_PID. Extra GW_* settings (GW_PROCS=1, ...) come as arguments.
+# GW_PID, GW_TOKEN_KEYS (its signing keys), and AUTH, the header of an admin
+# token (sub 0, no such user) for the suites that are not about auth:
+# `curl -H "$AUTH" ...`; `http` sends it unless NOAUTH=1. Extra GW_*
+# settings (GW_PROCS=1, ...) come as arguments.
 start_gateway() {
     GW_STATE=$(mktemp -d "$TEST_TMP/gw.XXXXXX")
     local port
@@ -47,6 +57,13 @@ start_gateway() {
         GW_PID=$!
         export BASE GW_STATE GW_PID
         if retry 50 0.1 gateway_answers; then
+            GW_TOKEN_KEYS=${TOKEN_KEYS:-}
+            local a
+            for a in "$@"; do [[ $a == TOKEN_KEYS=* ]] && GW_TOKEN_KEYS=${a#TOKEN_KEYS=}; done
+            [ -n "$GW_TOKEN_KEYS" ] || GW_TOKEN_KEYS=$(cat "$GW_STATE/secrets/token-keys")
+            export GW_TOKEN_KEYS
+            AUTH="Authorization: Bearer $(token 0 admin)"
+            export AUTH
             return 0
         fi
         kill "$GW_PID" 2>/dev/null
@@ -98,13 +115,14 @@ curl_batch() {
         sort | uniq -c >"$BATS_TEST_TMPDIR/codes"
 }
 
-# http METHOD PATH [curl args...]: request through the gateway; sets
-# $status, $body, $headers (lower-cased names).
+# http METHOD PATH [curl args...]: request through the gateway, with $AUTH
+# unless NOAUTH=1; sets $status, $body, $headers (lower-cased names).
 http() {
     local method=$1 path=$2
     shift 2
-    local out="$BATS_TEST_TMPDIR/resp"
-    status=$(curl -s -o "$out.body" -D "$out.head" -w '%{http_code}' -X "$method" "$@" \
+    local out="$BATS_TEST_TMPDIR/resp" auth=()
+    [ "${NOAUTH:-0}" = 1 ] || [ -z "${AUTH:-}" ] || auth=(-H "$AUTH")
+    status=$(curl -s -o "$out.body" -D "$out.head" -w '%{http_code}' -X "$method" "${auth[@]}" "$@" \
         "$BASE$path")
     body=$(cat "$out.body")
     headers=$(tr -d '\r' <"$out.head" | tr 'A-Z' 'a-z')
