@@ -1,16 +1,25 @@
 /* /api/users: the users service on PostgreSQL, with a Redis read cache.
  *
- *   GET    /api/users/{id}           -> 200 user | 404 | 422 bad id
+ *   GET    /api/users/{id}|me        -> 200 user | 404 | 422 bad id
  *   GET    /api/users?limit=&after=  -> 200 {"items":[...],"next":url|null}
  *   POST   /api/users                -> 201 user, Location | 409 taken | 422
  *          {"username","email","password","full_name"?,"phone"?}
- *   PATCH  /api/users/{id}           -> 200 user | 404 | 409 | 422
+ *   PATCH  /api/users/{id}|me        -> 200 user | 403 | 404 | 409 | 422
  *          any of those fields (full_name and phone may be null)
- *   DELETE /api/users/{id}           -> 204 | 404
+ *   DELETE /api/users/{id}|me        -> 204 | 403 | 404
  *   PostgreSQL down or stuck: 503 with Retry-After, at once or after
  *   DB_TIMEOUT_MS; never a hang.
  *
+ * Who calls comes from the gateway's authorizer (fcgi/auth.c), which lets
+ * only registration through without a token and the list only with the
+ * admin scope: AUTH_SUB (a user id) and AUTH_SCOPE. A user changes or
+ * deletes only their own account unless they are an admin (403); "me" is
+ * the caller's id (401 without one).
+ *
  * A user is the JSON of user_json() in sql/ (never the password hash).
+ * `phone` is stored as a Fernet token (FERNET_KEYS, lib/fernet.h), in the
+ * database and in the cache alike; it is decrypted for the user and for
+ * admins, and left out of the answer for everyone else.
  * Reads of one user go through the cache (vcache.h: coherent with writes);
  * X-Cache says hit or miss. PATCH and DELETE need Redis up (503 otherwise:
  * the cache must hear of the write before it happens); GET and POST do
@@ -21,6 +30,8 @@
 #include <string.h>
 
 #include "db.h"
+#include "fernet.h"
+#include "jsonfmt.h"
 #include "log.h"
 #include "passwd.h"
 #include "redis.h"
@@ -33,7 +44,7 @@
 #define ID_MAX 9223372036854775807LL
 
 static struct {
-    char *database_url, *redis_url;
+    char *database_url, *redis_url, *fernet_keys;
     long db_timeout_ms, cache_ttl;
 } cfg;
 
@@ -56,6 +67,7 @@ static const struct db_stmt stmts[] = {
 };
 
 static struct db db;
+static struct fernet_keyring ring;
 static struct rds redis;
 static struct vcache cache = {NULL, "user:", 0, 0};
 
@@ -64,6 +76,9 @@ static void setup(void)
     if (db.url != NULL)
         return;
     char err[256];
+    /* checked at start (keys_check): cannot fail */
+    if (fernet_keyring_parse(&ring, cfg.fernet_keys, err, sizeof(err)) != 0)
+        log_err("FERNET_KEYS: %s", err);
     /* both URLs were checked by conf at start: these cannot fail */
     if (db_init(&db, cfg.database_url, (int)cfg.db_timeout_ms, stmts,
                 sizeof(stmts) / sizeof(stmts[0]), err, sizeof(err)) != 0)
@@ -72,6 +87,84 @@ static void setup(void)
         cache.redis = &redis;
         cache.ttl = cfg.cache_ttl;
     }
+}
+
+static int keys_check(const char *spec, char *err, size_t errlen)
+{
+    struct fernet_keyring kr = {0};
+    int rc = fernet_keyring_parse(&kr, spec, err, errlen);
+    fernet_keyring_free(&kr);
+    return rc;
+}
+
+/* The caller, as the authorizer names it. */
+struct caller {
+    const char *sub; /* NULL: nobody (registration) */
+    int admin;
+};
+
+static struct caller caller_of(const struct http_req *rq)
+{
+    struct caller c = {http_env(rq, "AUTH_SUB"), 0};
+    const char *scope = http_env(rq, "AUTH_SCOPE");
+    for (const char *p = scope ? scope : ""; *p != '\0';) {
+        p += strspn(p, " ");
+        size_t n = strcspn(p, " ");
+        c.admin |= n == 5 && memcmp(p, "admin", 5) == 0;
+        p += n;
+    }
+    if (c.sub != NULL && *c.sub == '\0')
+        c.sub = NULL;
+    return c;
+}
+
+/* Whether c may see the phone of user id (and change or delete it). */
+static int owns(const struct caller *c, const char *id)
+{
+    return c->admin || (c->sub != NULL && strcmp(c->sub, id) == 0);
+}
+
+/* A user's JSON (from the database or the cache, phone encrypted) as this
+ * caller gets it, appended to out: phone decrypted when shown, left out
+ * when not. 0, or -1 (not a user object: a bug, logged). */
+static int render(const char *json, size_t len, int show_phone, struct buf *out)
+{
+    json_t *u = json_loadb(json, len, 0, NULL);
+    json_t *ph = u ? json_object_get(u, "phone") : NULL;
+    if (u == NULL || ph == NULL) {
+        log_err("not a user object: %.80s", json);
+        json_decref(u);
+        return -1;
+    }
+    if (!show_phone) {
+        json_object_del(u, "phone");
+    } else if (json_is_string(ph)) {
+        struct buf clear = {0};
+        enum fernet_why why;
+        const char *t = json_string_value(ph);
+        if (fernet_decrypt(&ring, t, strlen(t), 0, &clear, &why) == 0) {
+            json_object_set_new(u, "phone", json_stringn(clear.data, clear.len));
+        } else {
+            /* a key retired too early: the number is lost to us, say so */
+            log_err("user %s: phone unreadable (%s): is its key still in FERNET_KEYS?",
+                    json_string_value(json_object_get(u, "username")), fernet_why_str(why));
+            json_object_set_new(u, "phone", json_null());
+        }
+        buf_free(&clear);
+    }
+    int rc = jsonfmt_dump(u, out, JSON_COMPACT);
+    json_decref(u);
+    return rc;
+}
+
+/* A user as the response body. */
+static int send_user_json(struct http_resp *rs, int status, const char *json, size_t len,
+                          int show_phone)
+{
+    buf_clear(&rs->body);
+    if (render(json, len, show_phone, &rs->body) != 0)
+        return http_error(rs, 500, NULL);
+    return rs->status = status;
 }
 
 /* A failed statement as the client sees it. */
@@ -93,17 +186,10 @@ static int db_failure(struct http_resp *rs)
     }
 }
 
-/* A JSON text from the database as the response body. */
-static int send_json(struct http_resp *rs, int status, const char *json, size_t len)
-{
-    rs->status = status;
-    buf_append(&rs->body, json, len);
-    return status;
-}
-
 /* Answer with the (version, user) row of r (taken and cleared), storing it
  * in the cache as who; 404 for no row, the database's failure for NULL. */
-static int send_user(struct http_resp *rs, PGresult *r, enum vcache_who who, const char *id)
+static int send_user(struct http_resp *rs, PGresult *r, enum vcache_who who, const char *id,
+                     int show_phone)
 {
     if (r == NULL)
         return db_failure(rs);
@@ -112,9 +198,9 @@ static int send_user(struct http_resp *rs, PGresult *r, enum vcache_who who, con
         return http_error(rs, 404, "User not found");
     }
     vcache_put(&cache, who, id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
-    send_json(rs, 200, PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
+    send_user_json(rs, 200, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1), show_phone);
     PQclear(r);
-    return 200;
+    return rs->status;
 }
 
 /* An integer parameter in min..max, as FastAPI checks `int = Path(ge=..)`:
@@ -209,17 +295,19 @@ static int user_in_parse(struct http_req *rq, int create, struct user_in *in,
 }
 
 /* GET /api/users/{id} */
-static int get_user(struct http_resp *rs, const char *id)
+static int get_user(struct http_resp *rs, const char *id, int show_phone)
 {
-    enum vcache_hit hit = vcache_get(&cache, id, &rs->body);
+    static struct buf cached;
+    buf_clear(&cached);
+    enum vcache_hit hit = vcache_get(&cache, id, &cached);
     if (cache.redis != NULL)
         http_header_add(rs, "X-Cache", hit == VCACHE_MISS ? "miss" : "hit");
     if (hit == VCACHE_HIT)
-        return rs->status = 200;
+        return send_user_json(rs, 200, cached.data, cached.len, show_phone);
     if (hit == VCACHE_GONE)
         return http_error(rs, 404, "User not found");
     const char *params[] = {id};
-    return send_user(rs, db_exec(&db, "user_get", 1, params), VCACHE_READER, id);
+    return send_user(rs, db_exec(&db, "user_get", 1, params), VCACHE_READER, id, show_phone);
 }
 
 /* Before a write of id: the cache must know (vcache.h), or no write. */
@@ -233,7 +321,7 @@ static int cache_begin_or_503(struct http_resp *rs, const char *id)
 }
 
 /* GET /api/users?limit=&after=: keyset pages in id order. */
-static int list_users(struct http_req *rq, struct http_resp *rs)
+static int list_users(struct http_req *rq, struct http_resp *rs, const struct caller *c)
 {
     long long limit = PAGE_DEFAULT, after = 0;
     const char *l = http_query(rq, "limit"), *a = http_query(rq, "after");
@@ -254,7 +342,11 @@ static int list_users(struct http_req *rq, struct http_resp *rs)
     for (int i = 0; i < shown; i++) {
         if (i > 0)
             buf_putc(&rs->body, ',');
-        buf_append(&rs->body, PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1));
+        if (render(PQgetvalue(r, i, 1), (size_t)PQgetlength(r, i, 1), owns(c, PQgetvalue(r, i, 0)),
+                   &rs->body) != 0) {
+            PQclear(r);
+            return http_error(rs, 500, NULL);
+        }
     }
     buf_puts(&rs->body, "],\"next\":");
     if (n > limit) {
@@ -272,32 +364,49 @@ static int list_users(struct http_req *rq, struct http_resp *rs)
     return rs->status = 200;
 }
 
+/* The phone of in, encrypted into ph: 0 (ph empty if there is none), or
+ * -1 with a 500 in rs. */
+static int seal_phone(const struct user_in *in, struct buf *ph, struct http_resp *rs)
+{
+    if (in->phone == NULL)
+        return 0;
+    if (fernet_encrypt(&ring, in->phone, strlen(in->phone), ph) == 0)
+        return 0;
+    log_err("phone encryption failed");
+    http_error(rs, 500, NULL);
+    return -1;
+}
+
 /* POST /api/users */
 static int create_user(struct http_req *rq, struct http_resp *rs)
 {
     struct user_in in;
     char hash[PASSWD_HASH_MAX];
-    if (user_in_parse(rq, 1, &in, rs) != 0) {
+    struct buf ph = {0};
+    if (user_in_parse(rq, 1, &in, rs) != 0 || seal_phone(&in, &ph, rs) != 0) {
         json_decref(in.body);
         return rs->status;
     }
     if (passwd_hash(in.password, hash, sizeof(hash)) != 0) {
         json_decref(in.body);
+        buf_free(&ph);
         log_err("password hashing failed");
         return http_error(rs, 500, NULL);
     }
-    const char *params[] = {in.username, in.email, in.full_name, hash, in.phone};
+    const char *params[] = {in.username, in.email, in.full_name, hash, ph.data};
     PGresult *r = db_exec(&db, "user_create", 5, params);
     json_decref(in.body);
+    buf_free(&ph);
     explicit_bzero(hash, sizeof(hash));
     if (r == NULL)
         return db_failure(rs);
     char loc[512];
     snprintf(loc, sizeof(loc), "%.400s/%s", serve_cfg.prefix, PQgetvalue(r, 0, 0));
     http_header_add(rs, "Location", loc);
-    send_json(rs, 201, PQgetvalue(r, 0, 2), PQgetlength(r, 0, 2));
+    /* the one registering is its owner */
+    send_user_json(rs, 201, PQgetvalue(r, 0, 2), (size_t)PQgetlength(r, 0, 2), 1);
     PQclear(r);
-    return 201;
+    return rs->status;
 }
 
 /* PATCH /api/users/{id}: the fields given; {} changes nothing. */
@@ -310,25 +419,33 @@ static int update_user(struct http_req *rq, struct http_resp *rs, const char *id
     }
     if (json_object_size(in.body) == 0) {
         json_decref(in.body);
-        return get_user(rs, id);
+        return get_user(rs, id, 1);
     }
     char hash[PASSWD_HASH_MAX];
+    struct buf ph = {0};
+    if (seal_phone(&in, &ph, rs) != 0) {
+        json_decref(in.body);
+        return rs->status;
+    }
     if (in.password && passwd_hash(in.password, hash, sizeof(hash)) != 0) {
         json_decref(in.body);
+        buf_free(&ph);
         log_err("password hashing failed");
         return http_error(rs, 500, NULL);
     }
     if (cache_begin_or_503(rs, id) != 0) {
         json_decref(in.body);
+        buf_free(&ph);
         return rs->status;
     }
     const char *params[] = {id,          in.username, in.email, in.set_full_name ? "t" : "f",
-                            in.full_name, in.set_phone ? "t" : "f", in.phone,
+                            in.full_name, in.set_phone ? "t" : "f", ph.data,
                             in.password ? hash : NULL};
     PGresult *r = db_exec(&db, "user_update", 8, params);
     json_decref(in.body);
+    buf_free(&ph);
     explicit_bzero(hash, sizeof(hash));
-    return send_user(rs, r, VCACHE_WRITER, id);
+    return send_user(rs, r, VCACHE_WRITER, id, 1);
 }
 
 /* DELETE /api/users/{id} */
@@ -348,25 +465,47 @@ static int delete_user(struct http_resp *rs, const char *id)
     return rs->status = 204;
 }
 
+static int not_authenticated(struct http_resp *rs)
+{
+    http_header_add(rs, "WWW-Authenticate", "Bearer realm=\"api\"");
+    return http_error(rs, 401, "Not authenticated");
+}
+
 static int users(struct http_req *rq, struct http_resp *rs)
 {
     setup();
+    struct caller c = caller_of(rq);
     if (rq->nseg == 0 || (rq->nseg == 1 && rq->seg[0][0] == '\0')) {
         if (http_allow_or_405(rq, rs, "GET, POST") != 0)
             return rs->status;
-        return strcmp(rq->method, "POST") == 0 ? create_user(rq, rs) : list_users(rq, rs);
+        if (strcmp(rq->method, "POST") == 0)
+            return create_user(rq, rs);
+        /* the authorizer asks for the admin scope; so do we */
+        if (!c.admin)
+            return c.sub ? http_error(rs, 403, "Not enough permissions") : not_authenticated(rs);
+        return list_users(rq, rs, &c);
     }
     if (rq->nseg != 1)
         return http_error(rs, 404, NULL);
     if (http_allow_or_405(rq, rs, "GET, PATCH, DELETE") != 0)
         return rs->status;
+    const char *seg = rq->seg[0];
+    if (strcmp(seg, "me") == 0) {
+        if (c.sub == NULL)
+            return not_authenticated(rs);
+        seg = c.sub;
+    }
     long long n;
-    if (int_param(rq->seg[0], 1, ID_MAX, json_pack("[ss]", "path", "user_id"), &n, rs) != 0)
+    if (int_param(seg, 1, ID_MAX, json_pack("[ss]", "path", "user_id"), &n, rs) != 0)
         return rs->status;
     char id[24]; /* canonical: "007" is user 7, one cache key */
     snprintf(id, sizeof(id), "%lld", n);
     if (strcmp(rq->method, "GET") == 0)
-        return get_user(rs, id);
+        return get_user(rs, id, owns(&c, id));
+    if (c.sub == NULL)
+        return not_authenticated(rs);
+    if (!owns(&c, id))
+        return http_error(rs, 403, "Not enough permissions");
     if (strcmp(rq->method, "PATCH") == 0)
         return update_user(rq, rs, id);
     return delete_user(rs, id);
@@ -380,6 +519,8 @@ int main(int argc, char **argv)
         {"REDIS_URL", CONF_STR, "unix:///run/redis/redis.sock", &cfg.redis_url, 0, 0, NULL,
          rds_url_check},
         {"USER_CACHE_TTL", CONF_INT, "30", &cfg.cache_ttl, 0, 86400, NULL, NULL},
+        /* phone numbers at rest: "key1,key2", the first encrypts */
+        {"FERNET_KEYS", CONF_STR, NULL, &cfg.fernet_keys, 0, 0, NULL, keys_check},
     };
     return serve_main(argc, argv, "users", conf, sizeof(conf) / sizeof(conf[0]), users);
 }

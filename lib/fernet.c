@@ -1,6 +1,7 @@
 #include "fernet.h"
 
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -129,6 +130,24 @@ int fernet_keyring_add(struct fernet_keyring *kr, const char *text, size_t n)
     kr->keys[kr->n++] = k;
     OPENSSL_cleanse(&k, sizeof(k));
     return 0;
+}
+
+int fernet_keyring_parse(struct fernet_keyring *kr, const char *list, char *err, size_t errlen)
+{
+    size_t i = 1;
+    for (const char *p = list;; i++) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (fernet_keyring_add(kr, p, n) != 0) {
+            snprintf(err, errlen, "key %zu is not a Fernet key (32 url-safe base64-encoded bytes)",
+                     i);
+            fernet_keyring_free(kr);
+            return -1;
+        }
+        if (comma == NULL)
+            return 0;
+        p = comma + 1;
+    }
 }
 
 void fernet_keyring_free(struct fernet_keyring *kr)

@@ -82,6 +82,12 @@ int fernet_key_generate(struct buf *out) __attribute__((warn_unused_result));
  * or -1 (not a key; the ring is unchanged). */
 int fernet_keyring_add(struct fernet_keyring *kr, const char *text, size_t n)
     __attribute__((warn_unused_result));
+/* A list of keys as FERNET_KEYS holds them, "key1,key2,...", appended to
+ * the ring in order (so the first encrypts). Returns 0, or -1 with the ring
+ * emptied and the reason in err, which names a bad key by its position,
+ * never by its text. */
+int fernet_keyring_parse(struct fernet_keyring *kr, const char *list, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 /* Wipe and free the keys; the ring is empty again afterwards. */
 void fernet_keyring_free(struct fernet_keyring *kr);
 

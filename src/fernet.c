@@ -70,27 +70,6 @@ static void buf_wipe(struct buf *b)
     buf_free(b);
 }
 
-/* FERNET_KEYS: comma-separated keys. The error names the entry by its
- * position, never by its text. */
-static int load_env_keys(struct fernet_keyring *kr, const char *list)
-{
-    size_t i = 1;
-    for (const char *p = list;; i++) {
-        const char *comma = strchr(p, ',');
-        size_t n = comma ? (size_t)(comma - p) : strlen(p);
-        if (fernet_keyring_add(kr, p, n) != 0) {
-            fprintf(stderr,
-                    "fernet: FERNET_KEYS: key %zu is not a Fernet key "
-                    "(32 url-safe base64-encoded bytes)\n",
-                    i);
-            return -1;
-        }
-        if (comma == NULL)
-            return 0;
-        p = comma + 1;
-    }
-}
-
 static int cmd_genkey(void)
 {
     struct buf k = {0};
@@ -213,7 +192,10 @@ int main(int argc, char **argv)
         rc = cmd_genkey();
     } else if (rc == 0) {
         const char *env = getenv("FERNET_KEYS");
-        if (kr.n == 0 && env != NULL && env[0] != '\0' && load_env_keys(&kr, env) != 0) {
+        char err[128];
+        if (kr.n == 0 && env != NULL && env[0] != '\0' &&
+            fernet_keyring_parse(&kr, env, err, sizeof(err)) != 0) {
+            fprintf(stderr, "fernet: FERNET_KEYS: %s\n", err);
             rc = 1;
         } else if (kr.n == 0) {
             fputs("fernet: no key: set FERNET_KEYS or pass --key\n", stderr);

@@ -134,7 +134,8 @@ assert_404() {
 # status, headers and BODY_BYTES (body bytes received)
 head_req() {
     local out="$BATS_TEST_TMPDIR/head" got
-    got=$(curl -s -m 15 --head -D "$out.head" -o /dev/null -w '%{http_code} %{size_download}' "$BASE$1")
+    got=$(curl -s -m 15 --head -H "$AUTH" -D "$out.head" -o /dev/null \
+        -w '%{http_code} %{size_download}' "$BASE$1")
     status=${got% *}
     BODY_BYTES=${got#* }
     headers=$(tr -d '\r' <"$out.head" | tr 'A-Z' 'a-z')
@@ -1086,6 +1087,122 @@ print(d.fromisoformat(b["updated_at"]) > d.fromisoformat(a["updated_at"]))' "$cr
     api DELETE /api/users
     assert_equal "$status" 405
     assert_equal "$(user_count)" "$before"
+}
+
+# ---------------------------------------------------------------- who may do what
+
+# login NAME PASSWORD: POST /api/token; sets TOKEN (empty unless 200)
+login() {
+    NOAUTH=1 api POST /api/token --data-urlencode grant_type=password \
+        --data-urlencode "username=$1" --data-urlencode "password=$2"
+    TOKEN=
+    [ "$status" = 200 ] && TOKEN=$(jget "$body" 'j["access_token"]')
+    [ -n "$TOKEN" ]
+}
+
+# as TOKEN METHOD PATH [curl args...]: a request with that bearer token only
+as() { local t=$1; shift; NOAUTH=1 api "$@" -H "Authorization: Bearer $t"; }
+
+@test "GET /api/users/me is the caller, phone included; PATCH and DELETE /me act on the caller" {
+    new_user a '"phone":"+14155550101"'
+    local id=$ID name=$NAME
+    login "$name" "pw-$name-secret"
+    as "$TOKEN" GET /api/users/me
+    assert_equal "$status" 200
+    assert_equal "$(jget "$body" '[j["id"], j["username"], j["phone"]]')" "[$id,\"$name\",\"+14155550101\"]"
+    assert_equal "$body" "$USER"
+    as "$TOKEN" PATCH /api/users/me -H 'Content-Type: application/json' --data-binary '{"full_name":"Me Myself"}'
+    assert_equal "$status" 200
+    assert_equal "$(jget "$body" '[j["id"], j["full_name"]]')" "[$id,\"Me Myself\"]"
+    as "$TOKEN" DELETE /api/users/me
+    assert_equal "$status" 204
+    assert_equal "$(sql "SELECT count(*) FROM users WHERE id = $id")" 0
+    # the token outlives the account (until it expires): /me is gone
+    as "$TOKEN" GET /api/users/me
+    assert_404
+}
+
+@test "without a token: registration works, everything else is 401 with WWW-Authenticate: Bearer" {
+    NOAUTH=1 api POST /api/users -H 'Content-Type: application/json' \
+        --data-binary "{\"username\":\"anon_$N\",\"email\":\"anon_$N@example.com\",\"password\":\"abcdefgh\"}"
+    assert_equal "$status" 201
+    local id
+    id=$(id_of "$body")
+    for req in "GET /api/users/me" "GET /api/users/$id" "GET /api/users" "PATCH /api/users/$id" \
+        "DELETE /api/users/$id"; do
+        local data=()
+        [[ $req == PATCH* ]] && data=(-H 'Content-Type: application/json' --data-binary '{}')
+        NOAUTH=1 api ${req% *} "${req#* }" "${data[@]}"
+        echo "$req"
+        assert_equal "$status" 401
+        assert_equal "$body" '{"detail":"Not authenticated"}'
+        has_header 'www-authenticate: bearer realm="api"'
+    done
+    assert_equal "$(sql "SELECT count(*) FROM users WHERE id = $id")" 1
+}
+
+@test "another user's account: readable without the phone; PATCH and DELETE are 403 and change nothing" {
+    new_user owner '"phone":"+14155550102","full_name":"Owner"'
+    local victim=$ID
+    new_user other
+    login "$NAME" "pw-$NAME-secret"
+    as "$TOKEN" GET "/api/users/$victim"
+    assert_equal "$status" 200
+    assert_equal "$(jget "$body" '[j["id"], "phone" in j, j["full_name"]]')" "[$victim,false,\"Owner\"]"
+    # a cached copy is rendered per caller too
+    as "$TOKEN" GET "/api/users/$victim"
+    has_header 'x-cache: hit'
+    assert_equal "$(jget "$body" '"phone" in j')" false
+    local before
+    before=$(sql "SELECT version, full_name, phone FROM users WHERE id = $victim")
+    as "$TOKEN" PATCH "/api/users/$victim" -H 'Content-Type: application/json' \
+        --data-binary '{"full_name":"pwned","password":"newpassword"}'
+    assert_equal "$status" 403
+    assert_equal "$body" '{"detail":"Not enough permissions"}'
+    as "$TOKEN" DELETE "/api/users/$victim"
+    assert_equal "$status" 403
+    assert_equal "$(sql "SELECT version, full_name, phone FROM users WHERE id = $victim")" "$before"
+    # the list of everyone is for admins: the gateway says so before the route
+    as "$TOKEN" GET /api/users
+    assert_equal "$status" 403
+    has_header 'www-authenticate: bearer realm="api", error="insufficient_scope", scope="admin"'
+}
+
+@test "an admin reads every phone and may change or delete any account" {
+    new_user v '"phone":"+14155550103"'
+    local id=$ID
+    local admin
+    admin=$(token 999999 admin)
+    as "$admin" GET "/api/users/$id"
+    assert_equal "$(jget "$body" 'j["phone"]')" '+14155550103'
+    as "$admin" GET "/api/users?after=$((id - 1))&limit=1"
+    assert_equal "$(jget "$body" '[j["items"][0]["id"], j["items"][0]["phone"]]')" "[$id,\"+14155550103\"]"
+    as "$admin" PATCH "/api/users/$id" -H 'Content-Type: application/json' --data-binary '{"phone":"+14155550104"}'
+    assert_equal "$status" 200
+    assert_equal "$(jget "$body" 'j["phone"]')" '+14155550104'
+    as "$admin" DELETE "/api/users/$id"
+    assert_equal "$status" 204
+}
+
+@test "phone at rest: a Fernet token in PostgreSQL and in the Redis cache, never the number; Python decrypts it" {
+    new_user p '"phone":"+14155550105"'
+    local id=$ID stored
+    api GET "/api/users/$id" # fills the cache
+    stored=$(sql "SELECT phone FROM users WHERE id = $id")
+    [[ $stored == gAAAAA* ]] || fail "phone stored as '$stored'"
+    ! sql "SELECT u::text FROM users u WHERE id = $id" | grep -q 14155550105
+    run -0 rcli get "user:$id"
+    ! grep -q 14155550105 <<<"$output" || fail "clear phone in the cache: $output"
+    keys=$(cat "$GW_STATE/secrets/fernet-keys")
+    run -0 "$PY" -c 'import sys
+from cryptography.fernet import Fernet, MultiFernet
+f = MultiFernet([Fernet(k) for k in sys.argv[1].split(",")])
+print(f.decrypt(sys.argv[2].encode()).decode())' "$keys" "$stored"
+    assert_output '+14155550105'
+    # the database itself refuses a clear number
+    run psql_app -c "UPDATE users SET phone = '+14155550106' WHERE id = $id"
+    assert_failure
+    assert_output --partial users_phone_encrypted
 }
 
 # ---------------------------------------------------------------- configuration, health
