@@ -1,0 +1,149 @@
+#!/usr/bin/env bats
+# The gateway's authorizer (fcgi/auth.c) as lighttpd runs it: which paths
+# are public, decided on the path lighttpd routes by (never the raw one),
+# the request id shared with the route, CORS preflights and the allow-list,
+# and Redis outages. Token cases are in auth.bats.
+
+load helpers
+load queue
+
+setup_file() {
+    start_redis
+    start_gateway GW_PROCS=1 CORS_ORIGINS="https://app.example.com, http://localhost:3000"
+}
+
+teardown_file() {
+    stop_gateway
+    stop_redis
+}
+
+code() { curl -s -o /dev/null -w '%{http_code}' -m 10 "$@"; }
+
+# other_gateway [VAR=value ...]: a second gateway for one test, in place of
+# the file's until other_gateway_done (variables set in a test do not
+# outlive it, so each test that uses one stops it itself)
+other_gateway() {
+    MAIN=("$BASE" "$GW_PID" "$GW_STATE" "$AUTH")
+    start_gateway GW_PROCS=1 "$@"
+}
+other_gateway_done() {
+    stop_gateway
+    BASE=${MAIN[0]} GW_PID=${MAIN[1]} GW_STATE=${MAIN[2]} AUTH=${MAIN[3]}
+}
+
+@test "public routes need no token; every other /api/ path does, unknown ones included" {
+    assert_equal "$(code "$BASE/api/hello/x")" 200
+    assert_equal "$(code "$BASE/api/health")" 200
+    assert_equal "$(code -X POST -d '' "$BASE/api/token")" 400
+    for p in /api/users/1 /api/users /api/users/me /api/tasks/x /api/nope /api/ /api/helloworld-not; do
+        echo "$p"
+        [ "$p" = /api/helloworld-not ] && continue # the hello program's prefix: public, its 404
+        assert_equal "$(code "$BASE$p")" 401
+    done
+    assert_equal "$(code "$BASE/api/helloworld-not")" 404
+    assert_equal "$(code -H "$AUTH" "$BASE/api/nope")" 404
+}
+
+@test "the decision is made on the normalised path: dot segments and encoded letters cannot reach a protected route as public" {
+    for p in /api/hello/../users/1 /api/hello/./../tasks/x /api/health/../users /api/%75sers/1 \
+        /api/hello/%2e%2e/users/1 /api/token/../users/me; do
+        echo "$p"
+        got=$(code --path-as-is "$BASE$p")
+        assert_equal "$got" 401
+    done
+    # POST /api/users is public only for the collection itself
+    assert_equal "$(code --path-as-is -X POST -H 'Content-Type: application/json' -d '{}' \
+        "$BASE/api/users/1/..")" 422 # public: the users route itself answers (fields missing)
+    assert_equal "$(code -X POST -d '{}' "$BASE/api/users/1")" 401
+}
+
+@test "the route logs the same request id as the authorizer, and answers it" {
+    curl -s -m 10 -D "$BATS_TEST_TMPDIR/h" -o /dev/null -H "$AUTH" "$BASE/api/tasks/no-such-task"
+    id=$(tr -d '\r' <"$BATS_TEST_TMPDIR/h" | awk -F': ' 'tolower($1) == "x-request-id" { print $2 }')
+    [ ${#id} = 32 ]
+    retry 20 0.1 eval "grep -q ' - tasks - .*request_id=$id\$' '$GW_STATE/log/routes.log'"
+    grep -q " - auth - .*request_id=$id\$" "$GW_STATE/log/routes.log"
+    # and a client's own id is kept by both
+    curl -s -m 10 -o /dev/null -H "$AUTH" -H 'X-Request-Id: my-id-123' "$BASE/api/tasks/none"
+    retry 20 0.1 eval "grep -q ' - tasks - .*request_id=my-id-123\$' '$GW_STATE/log/routes.log'"
+    grep -q " - auth - .*request_id=my-id-123\$" "$GW_STATE/log/routes.log"
+}
+
+@test "CORS preflight from an allowed origin: 204 with the CORS headers, no token needed" {
+    http OPTIONS /api/users/1 -H 'Origin: https://app.example.com' \
+        -H 'Access-Control-Request-Method: PATCH' -H 'Access-Control-Request-Headers: authorization'
+    assert_equal "$status" 204
+    assert_equal "$body" ""
+    grep -qx 'access-control-allow-origin: https://app.example.com' <<<"$headers"
+    grep -qx 'access-control-allow-methods: get, post, patch, delete' <<<"$headers"
+    grep -q '^access-control-allow-headers: .*authorization' <<<"$headers"
+    grep -qx 'access-control-max-age: 600' <<<"$headers"
+    grep -qx 'vary: origin' <<<"$headers"
+    NOAUTH=1 http OPTIONS /api/tasks/x -H 'Origin: http://localhost:3000' -H 'Access-Control-Request-Method: GET'
+    assert_equal "$status" 204
+    grep -qx 'access-control-allow-origin: http://localhost:3000' <<<"$headers"
+}
+
+@test "CORS preflight from any other origin: 403, no CORS headers" {
+    for o in https://evil.example.com https://app.example.com.evil.com http://app.example.com null; do
+        NOAUTH=1 http OPTIONS /api/users/1 -H "Origin: $o" -H 'Access-Control-Request-Method: GET'
+        echo "$o"
+        assert_equal "$status" 403
+        assert_equal "$body" '{"detail":"Origin not allowed"}'
+        ! grep -q '^access-control-' <<<"$headers"
+    done
+}
+
+@test "responses to an allowed origin carry Access-Control-Allow-Origin, refusals too; others get none" {
+    http GET /api/hello/x -H 'Origin: https://app.example.com'
+    assert_equal "$status" 200
+    grep -qx 'access-control-allow-origin: https://app.example.com' <<<"$headers"
+    grep -qx 'vary: origin' <<<"$headers"
+    grep -q '^access-control-expose-headers: .*x-request-id' <<<"$headers"
+    http GET /api/tasks/x -H 'Origin: https://app.example.com'
+    assert_equal "$status" 404
+    grep -qx 'access-control-allow-origin: https://app.example.com' <<<"$headers"
+    NOAUTH=1 http GET /api/tasks/x -H 'Origin: https://app.example.com'
+    assert_equal "$status" 401
+    grep -qx 'access-control-allow-origin: https://app.example.com' <<<"$headers"
+    http GET /api/hello/x -H 'Origin: https://evil.example.com'
+    assert_equal "$status" 200
+    ! grep -q '^access-control-' <<<"$headers"
+    # a client cannot hand the route an origin (or an identity) itself
+    http GET /api/hello/x -H 'Cors-Origin: https://evil.example.com' -H 'Variable-CORS_ORIGIN: x'
+    ! grep -q '^access-control-' <<<"$headers"
+}
+
+@test "CORS_ORIGINS unset: no cross-origin access at all" {
+    other_gateway
+    NOAUTH=1 http OPTIONS /api/hello/x -H 'Origin: https://app.example.com' -H 'Access-Control-Request-Method: GET'
+    assert_equal "$status" 403
+    http GET /api/hello/x -H 'Origin: https://app.example.com'
+    assert_equal "$status" 200
+    ! grep -q '^access-control-' <<<"$headers"
+    other_gateway_done
+}
+
+@test "a fresh authorizer that never reached Redis refuses tokens with 503, and public routes still work" {
+    other_gateway REDIS_URL="unix://$BATS_TEST_TMPDIR/no-redis.sock"
+    http GET /api/tasks/x
+    assert_equal "$status" 503
+    assert_equal "$body" '{"detail":"Authorization unavailable, try again shortly"}'
+    grep -qx 'retry-after: 1' <<<"$headers"
+    http GET /api/hello/x
+    assert_equal "$status" 200
+    other_gateway_done
+}
+
+@test "Redis down: tokens still checked with the list already loaded; a revoke needs Redis (503)" {
+    assert_equal "$(code -H "$AUTH" "$BASE/api/tasks/x")" 404 # the list is loaded
+    stop_redis
+    sleep 1.2 # past REVOKE_SYNC_MS: the next check tries Redis and keeps its copy
+    assert_equal "$(code -H "$AUTH" "$BASE/api/tasks/x")" 503 # the tasks route needs Redis itself
+    grep -q ' - auth - WARNING - revoked tokens: Redis' "$GW_STATE/log/routes.log"
+    NOAUTH=1 http GET /api/users/1
+    assert_equal "$status" 401
+    http POST /api/token/revoke --data-urlencode "token=${AUTH#*Bearer }"
+    assert_equal "$status" 503
+    # (Redis stays down: this is the file's last test)
+}
