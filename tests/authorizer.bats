@@ -147,3 +147,28 @@ other_gateway_done() {
     assert_equal "$status" 503
     # (Redis stays down: this is the file's last test)
 }
+
+@test "secrets reach only the programs that use them: TOKEN_KEYS the token route and the authorizer, FERNET_KEYS users" {
+    other_gateway TOKEN_KEYS="k1:$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')" \
+        FERNET_KEYS="$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')"
+    local prog pid seen=0
+    for prog in auth hello users token health ready metrics tasks; do
+        for pid in $(route_pids "$prog"); do
+            env=$(tr '\0' '\n' <"/proc/$pid/environ")
+            echo "$prog $pid"
+            seen=$((seen + 1))
+            case $prog in
+            auth | token) grep -q '^TOKEN_KEYS=k1:' <<<"$env" ;;
+            *) ! grep -q '^TOKEN_KEYS=' <<<"$env" ;;
+            esac
+            if [ "$prog" = users ]; then grep -q '^FERNET_KEYS=' <<<"$env"; else ! grep -q '^FERNET_KEYS=' <<<"$env"; fi
+            case $prog in
+            users | token | ready) grep -q '^DATABASE_URL=' <<<"$env" ;;
+            *) ! grep -q '^DATABASE_URL=' <<<"$env" ;;
+            esac
+            ! grep -q '^GW_\(BIND\|PORT\|PROCS\)=' <<<"$env"
+        done
+    done
+    [ "$seen" -ge 8 ]
+    other_gateway_done
+}
