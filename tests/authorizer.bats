@@ -172,3 +172,34 @@ other_gateway_done() {
     [ "$seen" -ge 8 ]
     other_gateway_done
 }
+
+@test "every setting a route program reads is in that route's bin-copy-environment in lighttpd.conf" {
+    run -0 /usr/bin/python3 - "$REPO" <<'PY'
+import os, re, sys
+repo = sys.argv[1]
+conf = open(os.path.join(repo, "lighttpd.conf")).read()
+common = re.search(r'var\.env = \(([^)]*)\)', conf).group(1)
+common = set(re.findall(r'"([A-Z_]+)"', common))
+def reads(path):
+    src = open(path).read()
+    return set(re.findall(r'\{"([A-Z_]+)", CONF_', src)) | set(re.findall(r'getenv\("([A-Z_]+)"\)', src))
+lib = reads(os.path.join(repo, "lib/serve.c")) | reads(os.path.join(repo, "lib/log.c")) | \
+      reads(os.path.join(repo, "lib/metrics.c"))
+lib.discard("ROUTE_PREFIX")  # set per route with bin-environment
+missing = []
+routes = 0
+for f in sorted(os.listdir(os.path.join(repo, "fcgi"))):
+    name = f[:-2]
+    m = re.search(r'"bin-path"\s*=> var\.cgi_bin \+ "/%s",\n\s*"bin-copy-environment" => ([^\n]*)' % name, conf)
+    if not m:
+        missing.append("%s: no bin-copy-environment" % name)
+        continue
+    routes += 1
+    listed = set(re.findall(r'"([A-Z_]+)"', m.group(1))) | (common if "var.env" in m.group(1) else set())
+    for v in sorted((reads(os.path.join(repo, "fcgi", f)) | lib) - listed):
+        missing.append("%s reads %s" % (name, v))
+print("\n".join(missing) or "ok %d routes" % routes)
+sys.exit(1 if missing else 0)
+PY
+    assert_output --regexp '^ok [0-9]+ routes$'
+}
