@@ -42,9 +42,12 @@ static struct {
 } cfg;
 
 static const struct db_stmt stmts[] = {
+    /* one row, also for a name nobody has: the name as the lookup folds
+     * it (lower() under the database's collation), the attempt counter's
+     * key, so "ALICE" and "alice" share alice's limit */
     {"login",
-     "SELECT id, password_hash, array_to_string(scopes, ' ') FROM users"
-     " WHERE lower(username) = lower($1)",
+     "SELECT lower($1::text), u.id, u.password_hash, array_to_string(u.scopes, ' ')"
+     " FROM (SELECT 1) one LEFT JOIN users u ON lower(u.username) = lower($1::text)",
      1},
 };
 
@@ -241,6 +244,55 @@ static int revoke(struct http_req *rq, struct http_resp *rs)
     return http_json_new(rs, 200, json_object());
 }
 
+/* The grant, once the user's row (r: folded name, id, hash, scopes; id
+ * NULL for nobody) is known: count the attempt, check the password, sign. */
+static int login(const struct http_req *rq, struct http_resp *rs, const struct form *f,
+                 const PGresult *r)
+{
+    char ukey[160], akey[96];
+    const char *addr = http_env(rq, "REMOTE_ADDR");
+    snprintf(ukey, sizeof(ukey), "login:user:%.128s", PQgetvalue(r, 0, 0));
+    snprintf(akey, sizeof(akey), "login:addr:%.64s", addr ? addr : "-");
+    long ra_u = 1, ra_a = 1;
+    long nu = attempt(ukey, &ra_u), na = attempt(akey, &ra_a);
+    if (nu < 0 || na < 0) {
+        http_header_add(rs, "Retry-After", "1");
+        return http_error(rs, 503, "Login unavailable, try again shortly");
+    }
+    if (nu > cfg.per_user || na > cfg.per_addr)
+        return too_many(rs, nu > cfg.per_user ? ra_u : ra_a);
+    int found = !PQgetisnull(r, 0, 1);
+    int ok = passwd_verify(f->password, found ? PQgetvalue(r, 0, 2) : dummy_hash());
+    const char *have = found ? PQgetvalue(r, 0, 3) : "";
+    const char *want = f->scope ? f->scope : have;
+    if (!found || !ok)
+        return oauth_error(rs, "invalid_grant", "Incorrect username or password");
+    if (!scopes_within(want, have) || strlen(want) > 256)
+        return oauth_error(rs, "invalid_scope", "a requested scope is not granted");
+    struct token_claims c = {0};
+    long now = (long)time(NULL);
+    snprintf(c.sub, sizeof(c.sub), "%s", PQgetvalue(r, 0, 1));
+    snprintf(c.scope, sizeof(c.scope), "%s", want);
+    cel_uuid(c.jti);
+    c.iat = now;
+    c.exp = now + cfg.ttl;
+    struct buf t = {0};
+    int status;
+    if (token_sign(&keys, &c, &t) != 0) {
+        status = http_error(rs, 500, NULL);
+    } else {
+        status = http_json_new(rs, 200,
+                               json_pack("{s:s,s:s,s:I,s:s}", "access_token", t.data, "token_type",
+                                         "bearer", "expires_in", (json_int_t)cfg.ttl, "scope",
+                                         c.scope));
+        http_header_add(rs, "Cache-Control", "no-store");
+        http_header_add(rs, "Pragma", "no-cache");
+        explicit_bzero(t.data, t.len);
+    }
+    buf_free(&t);
+    return status;
+}
+
 /* POST /api/token */
 static int token(struct http_req *rq, struct http_resp *rs)
 {
@@ -271,58 +323,15 @@ static int token(struct http_req *rq, struct http_resp *rs)
     } else if (f.username == NULL || f.password == NULL || f.username[0] == '\0') {
         status = oauth_error(rs, "invalid_request", "username and password are required");
     } else {
-        char ukey[160], akey[96];
-        const char *addr = http_env(rq, "REMOTE_ADDR");
-        snprintf(ukey, sizeof(ukey), "login:user:%.128s", f.username);
-        snprintf(akey, sizeof(akey), "login:addr:%.64s", addr ? addr : "-");
-        long ra_u = 1, ra_a = 1;
-        long nu = attempt(ukey, &ra_u), na = attempt(akey, &ra_a);
-        if (nu < 0 || na < 0) {
+        const char *params[] = {f.username};
+        PGresult *r = db_exec(&db, "login", 1, params);
+        if (r == NULL || PQntuples(r) != 1) {
             http_header_add(rs, "Retry-After", "1");
-            status = http_error(rs, 503, "Login unavailable, try again shortly");
-        } else if (nu > cfg.per_user || na > cfg.per_addr) {
-            status = too_many(rs, nu > cfg.per_user ? ra_u : ra_a);
+            status = http_error(rs, 503, "Database unavailable, try again shortly");
         } else {
-            const char *params[] = {f.username};
-            PGresult *r = db_exec(&db, "login", 1, params);
-            if (r == NULL) {
-                http_header_add(rs, "Retry-After", "1");
-                status = http_error(rs, 503, "Database unavailable, try again shortly");
-            } else {
-                int found = PQntuples(r) == 1;
-                int ok = passwd_verify(f.password, found ? PQgetvalue(r, 0, 1) : dummy_hash());
-                const char *have = found ? PQgetvalue(r, 0, 2) : "";
-                const char *want = f.scope ? f.scope : have;
-                if (!found || !ok) {
-                    status = oauth_error(rs, "invalid_grant", "Incorrect username or password");
-                } else if (!scopes_within(want, have) || strlen(want) > 256) {
-                    status = oauth_error(rs, "invalid_scope", "a requested scope is not granted");
-                } else {
-                    struct token_claims c = {0};
-                    long now = (long)time(NULL);
-                    snprintf(c.sub, sizeof(c.sub), "%s", PQgetvalue(r, 0, 0));
-                    snprintf(c.scope, sizeof(c.scope), "%s", want);
-                    cel_uuid(c.jti);
-                    c.iat = now;
-                    c.exp = now + cfg.ttl;
-                    struct buf t = {0};
-                    if (token_sign(&keys, &c, &t) != 0) {
-                        status = http_error(rs, 500, NULL);
-                    } else {
-                        status = http_json_new(rs, 200,
-                                               json_pack("{s:s,s:s,s:I,s:s}", "access_token",
-                                                         t.data, "token_type", "bearer",
-                                                         "expires_in", (json_int_t)cfg.ttl,
-                                                         "scope", c.scope));
-                        http_header_add(rs, "Cache-Control", "no-store");
-                        http_header_add(rs, "Pragma", "no-cache");
-                        explicit_bzero(t.data, t.len);
-                    }
-                    buf_free(&t);
-                }
-                PQclear(r);
-            }
+            status = login(rq, rs, &f, r);
         }
+        PQclear(r);
     }
     form_free(&f);
     return status;
