@@ -80,6 +80,25 @@ static int setup(void)
     return 0;
 }
 
+/* Bring the revoked list up to date (at most once per REVOKE_SYNC_MS). */
+static void sync_denied(long now)
+{
+    if (deny_sync(&denied, &redis, clock_now(), now) == 0)
+        return;
+    if (denied.loaded)
+        log_warn("revoked tokens: Redis: %s (using the list as of %.0f s ago)", redis.err,
+                 clock_now() - denied.synced_at);
+    else
+        log_warn("revoked tokens: Redis: %s (not loaded yet: tokens get 503)", redis.err);
+}
+
+/* At start, so a process is ready before its first token arrives. */
+static void warm_up(void)
+{
+    if (setup() == 0)
+        sync_denied((long)time(NULL));
+}
+
 static int keys_check(const char *spec, char *err, size_t errlen)
 {
     struct token_keys ks;
@@ -234,16 +253,13 @@ static int authorize(struct http_req *rq, struct http_resp *rs)
         return challenge(rs, 401, "invalid_token", NULL,
                          why == TOKEN_EXPIRED ? "Token expired" : "Invalid token");
     }
-    if (deny_sync(&denied, &redis, clock_now(), now) != 0 && denied.loaded)
-        log_warn("revoked tokens: Redis: %s (using the list as of %.0f s ago)", redis.err,
-                 clock_now() - denied.synced_at);
+    sync_denied(now);
     int revoked = deny_check(&denied, c.jti);
     if (revoked < 0 && need == PUBLIC) {
         tok = NULL; /* cannot tell: a public route is served without identity */
         goto allow;
     }
     if (revoked < 0) {
-        log_err("revoked tokens: never loaded: Redis: %s", redis.err);
         http_header_add(rs, "Retry-After", "1");
         return http_error(rs, 503, "Authorization unavailable, try again shortly");
     }
@@ -278,5 +294,6 @@ int main(int argc, char **argv)
         /* Origins allowed to call the API from a browser ("*": any) */
         {"CORS_ORIGINS", CONF_STR, "", &cfg.cors, 0, 0, NULL, NULL},
     };
+    serve_on_start = warm_up;
     return serve_main(argc, argv, "auth", conf, sizeof(conf) / sizeof(conf[0]), authorize);
 }

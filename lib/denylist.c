@@ -123,8 +123,9 @@ static struct rds_script sync_script = {
 
 int deny_sync(struct deny *d, struct rds *r, double mono, long now)
 {
-    if (d->loaded && mono - d->synced_at < d->period)
+    if (d->tried_at > 0 && mono - d->tried_at < d->period)
         return 0;
+    d->tried_at = mono;
     char from[24];
     snprintf(from, sizeof(from), "%lld", d->seq);
     const char *args[] = {DENY_KEY, DENY_SEQ, from};

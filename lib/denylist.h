@@ -36,6 +36,7 @@ struct deny {
     long long seq;    /* the last sequence number seen */
     int loaded;       /* the list was read from Redis at least once */
     double synced_at; /* monotonic seconds of the last successful read */
+    double tried_at;  /* ... of the last attempt, successful or not */
     double period;
 };
 
@@ -46,9 +47,11 @@ void deny_free(struct deny *d);
  * the reason in r->err). */
 int deny_revoke(struct rds *r, const char *jti, long exp) __attribute__((warn_unused_result));
 
-/* Read what is new from Redis if the copy is older than the period (mono:
- * monotonic seconds; now: epoch seconds, to drop expired entries). 0, or -1
- * if Redis failed (the copy stays as it was). */
+/* Read what is new from Redis if the last attempt is older than the period
+ * (mono: monotonic seconds; now: epoch seconds, to drop expired entries).
+ * A failed attempt waits a period too, so a stuck Redis costs one timeout
+ * per period, not one per request. 0 (read, or not due), or -1 if this
+ * call tried and Redis failed (the copy stays as it was). */
 int deny_sync(struct deny *d, struct rds *r, double mono, long now);
 
 /* Local only: 1 if jti is revoked, 0 if not, -1 if the list was never

@@ -77,6 +77,8 @@ static int io_write(struct io *io, const char *src, size_t n)
 
 /* Request state lives across requests so that a warm process serves without
  * allocating: every buffer keeps its capacity and is cleared, not freed. */
+void (*serve_on_start)(void);
+
 static struct http_req rq;
 static struct http_resp rs;
 static struct buf out;
@@ -209,6 +211,8 @@ int serve_main(int argc, char **argv, const char *name, const struct conf_entry 
         /* not as CGI: a process per request would leave a file per request */
         metrics_open(name, cfg.prefix, MX_HTTP);
         log_debug("serving %s (pid %ld)", cfg.prefix, (long)getpid());
+        if (serve_on_start != NULL)
+            serve_on_start();
         while (FCGX_Accept_r(&fr) >= 0) {
             struct io io = {&fr};
             handle(fr.envp, &io, handler);

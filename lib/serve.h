@@ -29,6 +29,11 @@
 int serve_main(int argc, char **argv, const char *name, const struct conf_entry *conf,
                size_t nconf, http_handler_fn *handler);
 
+/* Called once by serve_main after the settings are read and before the
+ * first request, in FastCGI mode (a program's warm-up: the authorizer
+ * loads the revoked-token list). NULL: none. */
+extern void (*serve_on_start)(void);
+
 /* The pieces serve_main is made of, for other servers (aserve.h). */
 struct serve_settings {
     int log_level; /* index into LOG_LEVEL's choices */
