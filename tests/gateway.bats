@@ -2,15 +2,23 @@
 # /api/hello through the real gateway: lighttpd with lighttpd.conf as shipped,
 # the route programs under test, a free port, state in a temp dir. Each bad
 # input has its documented answer here (README, "Bad input").
+#
+# The authorizer runs before every /api/ request; `http` sends an admin
+# token. A private Redis lets it check tokens on protected paths (/api/nope/x
+# and other unknown services): without one it cannot load the revoked-token
+# list and would answer 503 before lighttpd's 404.
 
 load helpers
+load queue
 
 setup_file() {
+    start_redis
     start_gateway
 }
 
 teardown_file() {
     stop_gateway
+    stop_redis
 }
 
 greeting() { printf '{"message":"Hello, %s!"}' "$1"; }
@@ -191,11 +199,16 @@ greeting() { printf '{"message":"Hello, %s!"}' "$1"; }
     [[ $headers =~ x-request-id:\ [0-9a-f]{32} ]]
 }
 
-@test "each request is one INFO line in the route log and one access-log line, joined by the request id" {
+@test "each request is one INFO line in the route log (and one from the authorizer) and one access-log line, joined by the request id" {
     http GET /api/hello/logged -H 'X-Request-Id: log-check-1'
     assert_equal "$status" 200
-    retry 20 0.1 grep -q 'request_id=log-check-1' "$GW_STATE/log/routes.log"
+    retry 20 0.1 grep -q ' - hello - .*request_id=log-check-1' "$GW_STATE/log/routes.log"
+    # the authorizer (program "auth") logs the same request under the same id
     run grep 'request_id=log-check-1' "$GW_STATE/log/routes.log"
+    assert_equal "${#lines[@]}" 2
+    run grep ' - auth - .*request_id=log-check-1' "$GW_STATE/log/routes.log"
+    assert_output --regexp '^[0-9-]{10} [0-9:]{8},[0-9]{3} - auth - INFO - GET /api/hello/logged 200 [0-9.]+ms request_id=log-check-1$'
+    run grep -v ' - auth - ' <(grep 'request_id=log-check-1' "$GW_STATE/log/routes.log")
     assert_equal "${#lines[@]}" 1
     assert_output --regexp '^[0-9-]{10} [0-9:]{8},[0-9]{3} - hello - INFO - GET /api/hello/logged 200 [0-9.]+ms request_id=log-check-1$'
     # lighttpd buffers the access log; SIGHUP (log rotation) flushes it

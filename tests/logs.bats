@@ -66,16 +66,18 @@ start_failing_runner() {
 }
 
 # raw_get PATH-BYTES [HEADER-LINE]: one HTTP/1.0 request written byte for
-# byte (curl would encode what a hostile client sends as it is); prints the
-# status code.
+# byte (curl would encode what a hostile client sends as it is), with $AUTH
+# (as `http` sends it) unless NOAUTH=1; prints the status code.
 raw_get() {
-    "$PY" - "${BASE#http://}" "$1" "${2-}" <<'EOF'
+    local auth=${AUTH-}
+    [ "${NOAUTH:-0}" = 1 ] && auth=
+    "$PY" - "${BASE#http://}" "$1" "${2-}" "$auth" <<'EOF'
 import socket, sys
 host, port = sys.argv[1].rsplit(":", 1)
 path = sys.argv[2].encode("utf-8", "surrogateescape")
-extra = sys.argv[3].encode("utf-8", "surrogateescape")
+extra = b"".join(h.encode("utf-8", "surrogateescape") + b"\r\n" for h in sys.argv[3:] if h)
 s = socket.create_connection((host, int(port)), timeout=10)
-s.sendall(b"GET " + path + b" HTTP/1.0\r\n" + (extra + b"\r\n" if extra else b"") + b"\r\n")
+s.sendall(b"GET " + path + b" HTTP/1.0\r\n" + extra + b"\r\n")
 data = b""
 while True:
     chunk = s.recv(65536)
@@ -157,18 +159,27 @@ EOF
     assert_equal "$(jget "$body" 'j["result"]')" 8
 
     # every line ends with a request id (a healthy stack at INFO logs only
-    # requests); the ones we chose are there, once per request
-    retry 20 0.1 grep -q 'request_id=logs-a-wait$' "$GW_STATE/log/routes.log"
+    # requests); the ones we chose are there, once per request from the
+    # route that answered it and once from the authorizer (program "auth")
+    # that ran before it, under the same id
+    retry 20 0.1 grep -q ' - tasks - .*request_id=logs-a-wait$' "$GW_STATE/log/routes.log"
     run grep -Ev " request_id=$ID_RE\$" "$GW_STATE/log/routes.log"
     assert_output ''
     local rid
-    for rid in logs-a-hello logs-a-user logs-a-user-get logs-a-task logs-a-wait; do
-        run grep -c " request_id=$rid\$" "$GW_STATE/log/routes.log"
+    for rid in logs-a-hello logs-a-404 logs-a-user logs-a-user-get logs-a-task logs-a-wait; do
+        run grep -c " - auth - INFO - [A-Z]* /[^ ]* 200 [0-9.]*ms request_id=$rid\$" "$GW_STATE/log/routes.log"
         assert_output 1
     done
-    run grep ' request_id=logs-a-user$' "$GW_STATE/log/routes.log"
+    for rid in logs-a-hello logs-a-user logs-a-user-get logs-a-task logs-a-wait; do
+        run grep -c " request_id=$rid\$" "$GW_STATE/log/routes.log"
+        assert_output 2
+    done
+    # lighttpd's own 404 has no route behind it: the authorizer's line only
+    run grep -c " request_id=logs-a-404\$" "$GW_STATE/log/routes.log"
+    assert_output 1
+    run grep ' - users - .* request_id=logs-a-user$' "$GW_STATE/log/routes.log"
     assert_output --regexp '^[0-9-]{10} [0-9:]{8},[0-9]{3} - users - INFO - POST /api/users 201 [0-9.]+ms request_id=logs-a-user$'
-    run grep ' request_id=logs-a-wait$' "$GW_STATE/log/routes.log"
+    run grep ' - tasks - .* request_id=logs-a-wait$' "$GW_STATE/log/routes.log"
     assert_output --regexp " - tasks - INFO - GET /api/tasks/$id\\?wait=10 200 [0-9.]+ms request_id=logs-a-wait\$"
 
     # access.log: the same id last, after the duration in microseconds
@@ -186,28 +197,43 @@ EOF
 
 @test "a warning logged while a request is handled carries that request's id" {
     # PostgreSQL and Redis both unreachable: the users route warns from
-    # inside the handler, the tasks route (lib/aserve.c) too
+    # inside the handler, the tasks route (lib/aserve.c) too. Redis goes
+    # away after the start: the authorizer must have read the revoked-token
+    # list once to let a token through while Redis is down (it answers 503
+    # otherwise, before any route). REVOKE_SYNC_MS=0: it tries Redis again
+    # on every request, so its own warning comes with each of them.
     start_gateway GW_PROCS=1 DATABASE_URL="postgresql:///app?host=$BATS_TEST_TMPDIR/nopg&user=postgres" \
-        REDIS_URL="unix://$BATS_TEST_TMPDIR/none.sock"
+        REVOKE_SYNC_MS=0
+    api GET /api/nope -H 'X-Request-Id: logs-b-warm'
+    assert_equal "$status" 404
+    stop_redis
     api GET /api/users/1 -H 'X-Request-Id: logs-b-pg'
     assert_equal "$status" 503
+    assert_equal "$body" '{"detail":"Database unavailable, try again shortly"}'
     api POST /api/tasks/add -H 'X-Request-Id: logs-b-redis' -H 'Content-Type: application/json' \
         --data-binary '{"args":[4,4]}'
     assert_equal "$status" 503
+    assert_equal "$body" '{"detail":"Task queue unavailable, try again shortly"}'
 
-    retry 20 0.1 grep -q 'request_id=logs-b-redis$' "$GW_STATE/log/routes.log"
+    retry 20 0.1 grep -q ' - tasks - .*request_id=logs-b-redis$' "$GW_STATE/log/routes.log"
     run grep ' - WARNING - PostgreSQL unavailable: ' "$GW_STATE/log/routes.log"
     assert_output --regexp ' request_id=logs-b-pg$'
     run grep ' - users - WARNING - cache unavailable' "$GW_STATE/log/routes.log"
     assert_output --regexp ' request_id=logs-b-pg$'
     run grep ' - tasks - WARNING - Redis: ' "$GW_STATE/log/routes.log"
     assert_output --regexp ' request_id=logs-b-redis$'
-    run grep -c ' request_id=logs-b-pg$' "$GW_STATE/log/routes.log"
+    run grep ' - auth - WARNING - revoked tokens: Redis: ' "$GW_STATE/log/routes.log"
+    assert_equal "${#lines[@]}" 2
+    assert_line --index 0 --regexp ' request_id=logs-b-pg$'
+    assert_line --index 1 --regexp ' request_id=logs-b-redis$'
+    run grep -c ' - users - .* request_id=logs-b-pg$' "$GW_STATE/log/routes.log"
     assert_output 3 # cache, PostgreSQL, the request's own line
+    run grep -c ' - auth - .* request_id=logs-b-pg$' "$GW_STATE/log/routes.log"
+    assert_output 2 # its warning, its own line
     # only the tasks route's pub/sub connection, which no request owns,
     # logs without one
     run grep -Ev " request_id=$ID_RE\$" "$GW_STATE/log/routes.log"
-    refute_output --regexp '^.* - (hello|users|tasks) - [A-Z]+ - (GET|POST|PostgreSQL|cache|Redis: )'
+    refute_output --regexp '^.* - (auth|hello|users|tasks) - [A-Z]+ - (GET|POST|PostgreSQL|cache|Redis: |revoked)'
 }
 
 @test "LOG_FORMAT=json: routes.log, the runner's log and access.log hold only JSON lines, hostile input included" {
@@ -261,9 +287,15 @@ for line in open(sys.argv[1], encoding="utf-8"):
     run grep -c '"logger":"hello","message":"GET /api/hello/world 200 [0-9.]*ms","request_id":"logs-c-hello"}$' \
         "$GW_STATE/log/routes.log"
     assert_output 1
-    run grep -c '"message":"GET /api/tasks/[^"]*?wait=10 200 [0-9.]*ms","request_id":"logs-c-wait"}$' \
+    run grep -c '"logger":"tasks","message":"GET /api/tasks/[^"]*?wait=10 200 [0-9.]*ms","request_id":"logs-c-wait"}$' \
         "$GW_STATE/log/routes.log"
     assert_output 1
+    # and the authorizer's line for the same request, under the same id
+    run grep -c '"logger":"auth","message":"GET /api/tasks/[^"]*?wait=10 200 [0-9.]*ms","request_id":"logs-c-wait"}$' \
+        "$GW_STATE/log/routes.log"
+    assert_output 1
+    run grep -c '"request_id":"logs-c-wait"}$' "$GW_STATE/log/routes.log"
+    assert_output 2
     run grep -c '"request_id":"logs-c-wait"}$' "$GW_STATE/log/access.log"
     assert_output 1
     # what lighttpd let through reached the routes, and was logged as sent
@@ -274,11 +306,10 @@ for line in open(sys.argv[1], encoding="utf-8"):
 
 @test "after a full run no log holds a password, token, cookie or a URL's password" {
     # recognisable secrets, unique to this run
-    local tag="$$-$RANDOM" rpw pgpw pw1 pw2 pw3 pw4 token cookie wrongpw
+    local tag="$$-$RANDOM" rpw pgpw pw1 pw2 pw3 pw4 token badtoken cookie wrongpw
     rpw="rpw-$tag-R3dis" pgpw="pgpw-$tag-P0stgres" wrongpw="wrongpw-$tag-W"
     pw1="pw1-$tag-Alpha" pw2="pw2-$tag-Bravo" pw3="pw3-$tag-Charlie" pw4="pw4-$tag-Delta"
-    token="tok-$tag-Bearer" cookie="ck-$tag-Cookie"
-    local secrets=("$rpw" "$pgpw" "$wrongpw" "$pw1" "$pw2" "$pw3" "$pw4" "$token" "$cookie")
+    badtoken="tok-$tag-Bearer" cookie="ck-$tag-Cookie"
     local logs=$BATS_TEST_TMPDIR/logs
     mkdir -p "$logs"
 
@@ -292,6 +323,15 @@ for line in open(sys.argv[1], encoding="utf-8"):
     export REDIS_URL
     start_gateway GW_PROCS=1 LOG_LEVEL=DEBUG REDIS_URL="$REDIS_URL" DATABASE_URL="$dburl"
     LOG_LEVEL=DEBUG start_runner -c 1
+    # the authorizer lets only valid tokens through: the bearer token is a
+    # real one (an admin's, unique to this run by its jti), sent by hand
+    # below instead of by `http`; a forged one goes to a public route and
+    # to a protected one (401 both). The signing key is a secret as well.
+    token=$(token 0 admin)
+    [ -n "$token" ]
+    local secrets=("$rpw" "$pgpw" "$wrongpw" "$pw1" "$pw2" "$pw3" "$pw4" "$token" "$badtoken" "$cookie"
+        "${GW_TOKEN_KEYS#*:}")
+    local NOAUTH=1
 
     local auth=(-H "Authorization: Bearer $token" -H "Cookie: session=$cookie; csrftoken=$token")
     local json=(-H 'Content-Type: application/json')
@@ -326,6 +366,10 @@ for line in open(sys.argv[1], encoding="utf-8"):
     assert_equal "$(jget "$body" 'j["result"]')" 8
     api GET /api/hello/world "${auth[@]}"
     api GET /api/ready "${auth[@]}"
+    api GET /api/hello/world -H "Authorization: Bearer $badtoken" -H "Cookie: session=$cookie; csrftoken=$badtoken"
+    assert_equal "$status" 401
+    api GET "/api/users/$id" -H "Authorization: Bearer $badtoken"
+    assert_equal "$status" 401
     run -0 taskctl call add 4 4
     assert_output 8
 

@@ -191,7 +191,7 @@ code_from() { curl -s -o /dev/null -m 5 -w '%{http_code}' --interface "$1" "$2";
     # one start time per program, each a live process's, within this test
     local now p t
     now=$(date +%s)
-    for p in hello users tasks metrics queue-runner; do
+    for p in auth hello users tasks metrics queue-runner; do
         t=$(val "process_start_time_seconds{program=\"$p\"}")
         [ -n "$t" ] || { echo "no process_start_time_seconds for $p" >&2; return 1; }
         gt "$t" $((now - 120))
@@ -415,7 +415,7 @@ code_from() { curl -s -o /dev/null -m 5 -w '%{http_code}' --interface "$1" "$2";
     local i
     for i in 1 2 3 4 5 6 7; do submit add "{\"args\":[$i,0]}"; done
     # a client waiting for the first result: a request in flight
-    curl -s -m 20 -o "$BATS_TEST_TMPDIR/waited" "$BASE/api/tasks/${IDS[0]}?wait=15" &
+    curl -s -m 20 -o "$BATS_TEST_TMPDIR/waited" -H "$AUTH" "$BASE/api/tasks/${IDS[0]}?wait=15" &
     local waiter=$!
     retry 50 0.1 scraped_is 'http_requests_in_flight{route="/api/tasks"}' 1
     assert_val 'queue_depth{queue="celery"}' 7
@@ -532,7 +532,7 @@ code_from() { curl -s -o /dev/null -m 5 -w '%{http_code}' --interface "$1" "$2";
     curl -s -m 5 -o /dev/null "$BASE/api/hello/stats"
     run -0 curl -s -m 5 "$BASE/server-statistics"
     local b
-    for b in hello users tasks metrics health ready; do
+    for b in auth hello users tasks metrics health ready; do
         assert_line --regexp "^gw\.backend\.$b\.0\.(connected|load|died): [0-9]+$"
     done
     assert_line --regexp '^gw\.backend\.hello\.1\.connected: [0-9]+$'

@@ -19,7 +19,8 @@ teardown() {
 }
 
 # tasks_mix N: N requests to /api/tasks of every kind, 8 at a time: submits,
-# reads of a finished task, waits that park and time out, 404s, 422s, 405s
+# reads of a finished task, waits that park and time out, 404s, 422s, 405s;
+# each with the token the authorizer wants
 tasks_mix() {
     local n=$1 cfg="$BATS_TEST_TMPDIR/curl.cfg"
     : >"$cfg"
@@ -33,6 +34,7 @@ tasks_mix() {
         4) printf 'url = "%s"\nrequest = "POST"\ndata = "{\\"args\\":[1],\\"x\\":%d}"\n' "$BASE/api/tasks/add" "$i" ;;
         5) printf 'url = "%s"\nrequest = "PUT"\n' "$BASE/api/tasks/x$i" ;;
         esac
+        echo "header = \"$AUTH\""
         echo 'output = "/dev/null"'
         echo 'write-out = "%{http_code}\\n"'
     done >>"$cfg"

@@ -45,6 +45,7 @@ load_mix() {
         7) printf 'url = "%s"\nrequest = "PATCH"\ndata = "{\\"email\\":\\"mem1@example.com\\"}"\n' \
             "$BASE/api/users/$((i % 199 + 2))" ;; # 409
         esac
+        echo "header = \"$AUTH\"" # the admin token: the list and any user's PATCH
         echo 'output = "/dev/null"'
         echo 'write-out = "%{http_code}\\n"'
     done >>"$cfg"

@@ -25,7 +25,7 @@ setup() {
     # the tests stop things; each starts with everything up
     [ -S "$PG_DIR/run/.s.PGSQL.5432" ] || pg_launch
     redis_up || redis_launch
-    retry 100 0.1 eval '[ "$(curl -s -o /dev/null -w "%{http_code}" "$BASE/api/users?limit=1")" = 200 ]'
+    retry 100 0.1 eval '[ "$(curl -s -o /dev/null -w "%{http_code}" -H "$AUTH" "$BASE/api/users?limit=1")" = 200 ]'
 }
 
 # new_user NAME: create a user, print its id
@@ -35,11 +35,12 @@ new_user() {
         /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])'
 }
 
-# code METHOD PATH [curl args]: the status only, within 5 s
+# code METHOD PATH [curl args]: the status only, within 5 s (with the admin
+# token, as `http` sends it)
 code() {
     local m=$1 p=$2
     shift 2
-    curl -s -o /dev/null -m 5 -w '%{http_code}' -X "$m" "$@" "$BASE$p"
+    curl -s -o /dev/null -m 5 -w '%{http_code}' -X "$m" -H "$AUTH" "$@" "$BASE$p"
 }
 
 @test "PostgreSQL down: quick 503s with Retry-After, then recovery without restarting lighttpd" {
@@ -75,6 +76,7 @@ code() {
         [ "$n" = 1 ] || echo next
         # the list is never cached: every request reaches PostgreSQL
         echo "url = \"$BASE/api/users?limit=2&after=$((n % 4))\""
+        echo "header = \"$AUTH\""
         echo 'output = "/dev/null"'
         echo 'write-out = "%{http_code}\\n"'
         echo 'max-time = 10'
@@ -176,7 +178,7 @@ code() {
     # the writer (a reader that read the row before a write must not put
     # that old row back after the write's own cache update)
     for r in 1 2 3 4; do
-        (while [ ! -e "$stop" ]; do curl -s -o /dev/null "$BASE/api/users/$id"; done) 3>&- &
+        (while [ ! -e "$stop" ]; do curl -s -o /dev/null -H "$AUTH" "$BASE/api/users/$id"; done) 3>&- &
         readers+=" $!"
     done
     stale=0
@@ -204,7 +206,7 @@ code() {
         rm -f "$stop"
         readers=
         for r in 1 2 3; do
-            (while [ ! -e "$stop" ]; do curl -s -o /dev/null "$BASE/api/users/$id"; done) 3>&- &
+            (while [ ! -e "$stop" ]; do curl -s -o /dev/null -H "$AUTH" "$BASE/api/users/$id"; done) 3>&- &
             readers+=" $!"
         done
         sleep 0.1
@@ -222,8 +224,8 @@ code() {
     id=$(new_user writers$RANDOM)
     for w in 1 2 3 4; do
         (for i in $(seq 1 25); do
-            curl -s -o /dev/null -X PATCH "$BASE/api/users/$id" -d "{\"full_name\":\"w$w-$i\"}"
-            curl -s -o /dev/null "$BASE/api/users/$id"
+            curl -s -o /dev/null -X PATCH -H "$AUTH" "$BASE/api/users/$id" -d "{\"full_name\":\"w$w-$i\"}"
+            curl -s -o /dev/null -H "$AUTH" "$BASE/api/users/$id"
         done) 3>&- &
         writers+=" $!"
     done
