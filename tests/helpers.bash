@@ -41,21 +41,30 @@ token() {
 }
 
 # start_gateway [VAR=value ...]: start lighttpd with lighttpd.conf as shipped,
-# on a free port, state in a new dir under TEST_TMP. Exports BASE, GW_STATE,
+# on a free port, state in a new dir under TEST_TMP. Exports BASE, TLS_BASE
+# (https on a second free port, with the gateway's development certificate
+# $GW_STATE/tls/cert.pem unless GW_TLS_CERT is given; empty with
+# GW_TLS_PORT=0), GW_STATE,
 # GW_PID, GW_TOKEN_KEYS (its signing keys), and AUTH, the header of an admin
 # token (sub 0, no such user) for the suites that are not about auth:
 # `curl -H "$AUTH" ...`; `http` sends it unless NOAUTH=1. Extra GW_*
 # settings (GW_PROCS=1, ...) come as arguments.
 start_gateway() {
     GW_STATE=$(mktemp -d "$TEST_TMP/gw.XXXXXX")
-    local port
+    local port tlsport arg
     for _ in 1 2 3; do
         port=$(free_port)
+        # TLS on a second free port; GW_TLS_PORT=N (0: none) as an argument wins
+        tlsport=$(free_port)
+        [ "$tlsport" != "$port" ] || tlsport=$(free_port)
+        for arg in "$@"; do [[ $arg == GW_TLS_PORT=* ]] && tlsport=${arg#GW_TLS_PORT=}; done
         BASE="http://127.0.0.1:$port"
-        env GW_STATE="$GW_STATE" GW_PORT="$port" GW_CGI_BIN="$GW_CGI_BIN" GW_PROCS=2 "$@" \
+        TLS_BASE="https://127.0.0.1:$tlsport"
+        [ "$tlsport" != 0 ] || TLS_BASE=
+        env GW_STATE="$GW_STATE" GW_PORT="$port" GW_TLS_PORT="$tlsport" GW_CGI_BIN="$GW_CGI_BIN" GW_PROCS=2 "$@" \
             "$REPO/scripts/gateway" >"$GW_STATE/gateway.out" 2>&1 3>&- </dev/null &
         GW_PID=$!
-        export BASE GW_STATE GW_PID
+        export BASE TLS_BASE GW_STATE GW_PID
         if retry 50 0.1 gateway_answers; then
             GW_TOKEN_KEYS=${TOKEN_KEYS:-}
             local a
