@@ -10,6 +10,14 @@
 -- (absent: the cache is off). done() prints one line for bench/users:
 --   users.lua: responses=R non200=B hit=H miss=M nocache=X
 -- (URL is the gateway's base, e.g. http://127.0.0.1:8080; the path is ours.)
+-- BENCH_TOKEN (environment), when set: every request carries
+-- "Authorization: Bearer BENCH_TOKEN" (the gateway's authorizer wants a
+-- token for GET /api/users/{id}; bench/auth also runs it without one).
+
+local token = os.getenv("BENCH_TOKEN")
+if token ~= nil and token ~= "" then
+   wrk.headers["Authorization"] = "Bearer " .. token
+end
 
 local threads = {}
 local nthreads = 0
