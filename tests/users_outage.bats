@@ -100,7 +100,10 @@ code() {
     run grep -vxE '200|503' "$BATS_TEST_TMPDIR/flow.codes"
     assert_failure
     [ "$(grep -cx 200 "$BATS_TEST_TMPDIR/flow.codes")" -gt 100 ]
-    # recovered: every process answers from the database again
+    # recovered: every process answers from the database again, once each
+    # has waited out its reconnect backoff (at most 1 s, lib/db.c)
+    retry 50 0.1 eval '[ "$(code GET "/api/users?limit=1")" = 200 ]'
+    sleep 1.2
     for n in $(seq 1 40); do
         assert_equal "$(code GET "/api/users?limit=1&after=$n")" 200
     done
