@@ -146,14 +146,6 @@ static void warm_up(void)
         sync_denied((long)time(NULL));
 }
 
-static int keys_check(const char *spec, char *err, size_t errlen)
-{
-    struct token_keys ks;
-    int rc = token_keys_parse(&ks, spec, err, errlen);
-    token_keys_clear(&ks);
-    return rc;
-}
-
 /* The path lighttpd routes by, without the query: its normalised target
  * (dot segments resolved, unreserved characters decoded), which it passes
  * as REDIRECT_URI when it differs from REQUEST_URI, the raw one; rq->target
@@ -333,7 +325,7 @@ allow:
 int main(int argc, char **argv)
 {
     static const struct conf_entry conf[] = {
-        {"TOKEN_KEYS", CONF_STR, NULL, &cfg.keys_spec, 0, 0, NULL, keys_check},
+        {"TOKEN_KEYS", CONF_STR, NULL, &cfg.keys_spec, 0, 0, NULL, token_keys_check},
         {"REDIS_URL", CONF_STR, "unix:///run/redis/redis.sock", &cfg.redis_url, 0, 0, NULL,
          rds_url_check},
         /* how stale the revoked list may be: a revoke takes this long at most */

@@ -197,15 +197,6 @@ static const char *dummy_hash(void)
     return h;
 }
 
-/* TOKEN_KEYS well-formed (a conf check: a bad keyring stops the start). */
-static int keys_check(const char *spec, char *err, size_t errlen)
-{
-    struct token_keys ks;
-    int rc = token_keys_parse(&ks, spec, err, errlen);
-    token_keys_clear(&ks);
-    return rc;
-}
-
 /* POST /api/token/revoke */
 static int revoke(struct http_req *rq, struct http_resp *rs)
 {
@@ -344,7 +335,7 @@ int main(int argc, char **argv)
         {"DB_TIMEOUT_MS", CONF_INT, "3000", &cfg.db_timeout_ms, 100, 60000, NULL, NULL},
         {"REDIS_URL", CONF_STR, "unix:///run/redis/redis.sock", &cfg.redis_url, 0, 0, NULL,
          rds_url_check},
-        {"TOKEN_KEYS", CONF_STR, NULL, &cfg.keys_spec, 0, 0, NULL, keys_check},
+        {"TOKEN_KEYS", CONF_STR, NULL, &cfg.keys_spec, 0, 0, NULL, token_keys_check},
         {"TOKEN_TTL", CONF_INT, "900", &cfg.ttl, 60, 86400, NULL, NULL},
         {"LOGIN_WINDOW", CONF_INT, "60", &cfg.window, 1, 86400, NULL, NULL},
         {"LOGIN_PER_USER", CONF_INT, "10", &cfg.per_user, 1, 1000000, NULL, NULL},

@@ -70,6 +70,14 @@ bad:
     return -1;
 }
 
+int token_keys_check(const char *spec, char *err, size_t errlen)
+{
+    struct token_keys ks;
+    int rc = token_keys_parse(&ks, spec, err, errlen);
+    token_keys_clear(&ks);
+    return rc;
+}
+
 int token_sign(const struct token_keys *ks, const struct token_claims *c, struct buf *out)
 {
     if (ks->n == 0)

@@ -52,6 +52,9 @@ enum token_err {
  * signs. Returns 0, or -1 with the reason in err (never the key). */
 int token_keys_parse(struct token_keys *ks, const char *spec, char *err, size_t errlen)
     __attribute__((warn_unused_result));
+/* Whether spec is a keyring token_keys_parse accepts (a conf_entry check:
+ * a bad TOKEN_KEYS stops a program at start). 0, or -1 with the reason. */
+int token_keys_check(const char *spec, char *err, size_t errlen);
 /* Wipe the keys. */
 void token_keys_clear(struct token_keys *ks);
 
