@@ -172,20 +172,6 @@ static const struct rule *match(const char *path, const char *method)
     return NULL;
 }
 
-/* Whether scope (space-separated) holds want. */
-static int has_scope(const char *scope, const char *want)
-{
-    size_t n = strlen(want);
-    for (const char *p = scope; *p != '\0';) {
-        p += strspn(p, " ");
-        size_t m = strcspn(p, " ");
-        if (m == n && memcmp(p, want, n) == 0)
-            return 1;
-        p += m;
-    }
-    return 0;
-}
-
 /* The Origin if CORS_ORIGINS allows it, else NULL. */
 static const char *allowed_origin(const struct http_req *rq)
 {
@@ -306,7 +292,7 @@ static int authorize(struct http_req *rq, struct http_resp *rs)
         log_info("%s %s: token %s of user %s is revoked", method, path, c.jti, c.sub);
         return challenge(rs, 401, "invalid_token", NULL, "Token revoked");
     }
-    if (need == SCOPE && !has_scope(c.scope, r->scope))
+    if (need == SCOPE && !token_scope_has(c.scope, r->scope, strlen(r->scope)))
         return challenge(rs, 403, "insufficient_scope", r->scope, "Not enough permissions");
 allow:
     /* on a 200 lighttpd keeps only these, as the route's environment */

@@ -166,28 +166,6 @@ static int too_many(struct http_resp *rs, long retry_after)
     return http_error(rs, 429, "Too many login attempts, try again later");
 }
 
-/* Every scope in want is in have (space-separated lists). */
-static int scopes_within(const char *want, const char *have)
-{
-    for (const char *p = want; *p != '\0';) {
-        p += strspn(p, " ");
-        size_t n = strcspn(p, " ");
-        if (n == 0)
-            break;
-        int found = 0;
-        for (const char *q = have; *q != '\0' && !found;) {
-            q += strspn(q, " ");
-            size_t m = strcspn(q, " ");
-            found = m == n && memcmp(p, q, n) == 0;
-            q += m;
-        }
-        if (!found)
-            return 0;
-        p += n;
-    }
-    return 1;
-}
-
 /* The same cost for a user that does not exist (no timing oracle). */
 static const char *dummy_hash(void)
 {
@@ -258,7 +236,7 @@ static int login(const struct http_req *rq, struct http_resp *rs, const struct f
     const char *want = f->scope ? f->scope : have;
     if (!found || !ok)
         return oauth_error(rs, "invalid_grant", "Incorrect username or password");
-    if (!scopes_within(want, have) || strlen(want) > 256)
+    if (!token_scopes_within(want, have) || strlen(want) > 256)
         return oauth_error(rs, "invalid_scope", "a requested scope is not granted");
     struct token_claims c = {0};
     long now = (long)time(NULL);

@@ -36,6 +36,7 @@
 #include "passwd.h"
 #include "redis.h"
 #include "serve.h"
+#include "token.h"
 #include "valid.h"
 #include "vcache.h"
 
@@ -107,12 +108,7 @@ static struct caller caller_of(const struct http_req *rq)
 {
     struct caller c = {http_env(rq, "AUTH_SUB"), 0};
     const char *scope = http_env(rq, "AUTH_SCOPE");
-    for (const char *p = scope ? scope : ""; *p != '\0';) {
-        p += strspn(p, " ");
-        size_t n = strcspn(p, " ");
-        c.admin |= n == 5 && memcmp(p, "admin", 5) == 0;
-        p += n;
-    }
+    c.admin = scope != NULL && token_scope_has(scope, "admin", 5);
     if (c.sub != NULL && *c.sub == '\0')
         c.sub = NULL;
     return c;

@@ -70,6 +70,30 @@ bad:
     return -1;
 }
 
+int token_scope_has(const char *scope, const char *want, size_t n)
+{
+    for (const char *p = scope; *p != '\0';) {
+        p += strspn(p, " ");
+        size_t m = strcspn(p, " ");
+        if (m == n && n > 0 && memcmp(p, want, n) == 0)
+            return 1;
+        p += m;
+    }
+    return 0;
+}
+
+int token_scopes_within(const char *want, const char *have)
+{
+    for (const char *p = want; *p != '\0';) {
+        p += strspn(p, " ");
+        size_t n = strcspn(p, " ");
+        if (n > 0 && !token_scope_has(have, p, n))
+            return 0;
+        p += n;
+    }
+    return 1;
+}
+
 int token_keys_check(const char *spec, char *err, size_t errlen)
 {
     struct token_keys ks;

@@ -55,6 +55,10 @@ int token_keys_parse(struct token_keys *ks, const char *spec, char *err, size_t 
 /* Whether spec is a keyring token_keys_parse accepts (a conf_entry check:
  * a bad TOKEN_KEYS stops a program at start). 0, or -1 with the reason. */
 int token_keys_check(const char *spec, char *err, size_t errlen);
+/* Scopes are space-separated names (RFC 6749 §3.3). Whether scope holds
+ * the name want[0..n); whether every name of want is in have. */
+int token_scope_has(const char *scope, const char *want, size_t n);
+int token_scopes_within(const char *want, const char *have);
 /* Wipe the keys. */
 void token_keys_clear(struct token_keys *ks);
 

@@ -166,5 +166,16 @@ int main(void)
     buf_free(&t);
     buf_free(&t_old);
     buf_free(&f);
+    /* scope lists: whole names only, any number of spaces */
+    check(token_scope_has("admin", "admin", 5), "one name");
+    check(token_scope_has("  users   admin ", "admin", 5), "among others, spaced");
+    check(!token_scope_has("administrator xadmin admins ADMIN", "admin", 5), "no partial names");
+    check(!token_scope_has("", "admin", 5), "empty list");
+    check(!token_scope_has("a b", "", 0), "no empty name");
+    check(token_scopes_within("b a", "a b c"), "a subset");
+    check(token_scopes_within("", "a"), "nothing asked");
+    check(token_scopes_within("  ", ""), "only spaces asked");
+    check(!token_scopes_within("a d", "a b c"), "one name missing");
+    check(!token_scopes_within("ab", "a b"), "names are whole");
     return check_done();
 }
