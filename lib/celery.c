@@ -64,6 +64,13 @@ static int dump_cb(const char *data, size_t size, void *arg)
 void cel_message(struct buf *out, const char *task, const char *id, json_t *args,
                  json_t *kwargs, const char *queue, int priority)
 {
+    cel_message_at(out, task, id, args, kwargs, queue, priority, 0, 0);
+}
+
+void cel_message_at(struct buf *out, const char *task, const char *id, json_t *args,
+                    json_t *kwargs, const char *queue, int priority, double eta,
+                    double expires)
+{
     struct buf body = {0}, b64 = {0};
     json_t *embed = json_pack("{s:n,s:n,s:n,s:n}", "callbacks", "errbacks", "chain", "chord");
     json_t *arr = json_pack("[OOo]", args, kwargs, embed);
@@ -96,6 +103,16 @@ void cel_message(struct buf *out, const char *task, const char *id, json_t *args
         "properties", "correlation_id", id, "reply_to", id, "delivery_mode", 2,
         "delivery_info", "exchange", "", "routing_key", queue, "priority", priority,
         "body_encoding", "base64", "delivery_tag", tag);
+    json_t *headers = json_object_get(env, "headers");
+    char when[40];
+    if (eta > 0) {
+        cel_time_format(eta, when);
+        json_object_set_new(headers, "eta", json_string(when));
+    }
+    if (expires > 0) {
+        cel_time_format(expires, when);
+        json_object_set_new(headers, "expires", json_string(when));
+    }
     json_dump_callback(env, dump_cb, out, JSON_COMPACT);
     json_decref(env);
     buf_free(&body);
@@ -107,6 +124,215 @@ void cel_msg_free(struct cel_msg *m)
     json_decref(m->envelope);
     json_decref(m->body);
     memset(m, 0, sizeof(*m));
+}
+
+void cel_redeliver(struct buf *out, const json_t *envelope, int retries, double eta)
+{
+    json_t *env = json_deep_copy(envelope);
+    json_t *headers = json_object_get(env, "headers");
+    json_t *props = json_object_get(env, "properties");
+    if (!json_is_object(headers))
+        json_object_set_new(env, "headers", headers = json_object());
+    if (!json_is_object(props))
+        json_object_set_new(env, "properties", props = json_object());
+    char when[40], tag[37];
+    json_object_set_new(headers, "retries", json_integer(retries));
+    if (eta > 0) {
+        cel_time_format(eta, when);
+        json_object_set_new(headers, "eta", json_string(when));
+    } else {
+        json_object_set_new(headers, "eta", json_null());
+    }
+    if (retries > 0)
+        json_object_set(headers, "parent_id", json_object_get(headers, "id"));
+    else
+        json_object_set_new(headers, "expires", json_null());
+    json_object_del(headers, "redelivered");
+    json_object_del(json_object_get(props, "delivery_info"), "redelivered");
+    cel_uuid(tag);
+    json_object_set_new(props, "delivery_tag", json_string(tag));
+    json_dump_callback(env, dump_cb, out, JSON_COMPACT);
+    json_decref(env);
+}
+
+/* days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
+ * algorithm): timegm() would read TZ-free but is not in C11/POSIX. */
+static long long days_from_civil(long long y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    long long era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? (unsigned)-3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (long long)doe - 719468;
+}
+
+/* n decimal digits at *p into *v; advances p. */
+static int digits(const char **p, int n, int *v)
+{
+    *v = 0;
+    for (int i = 0; i < n; i++) {
+        if ((*p)[i] < '0' || (*p)[i] > '9')
+            return -1;
+        *v = *v * 10 + ((*p)[i] - '0');
+    }
+    *p += n;
+    return 0;
+}
+
+int cel_time_parse(const char *s, double *epoch)
+{
+    const char *p = s;
+    int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0;
+    if (digits(&p, 4, &y) || *p++ != '-' || digits(&p, 2, &mo) || *p++ != '-' ||
+        digits(&p, 2, &d) || (*p != 'T' && *p != 't' && *p != ' '))
+        return -1;
+    p++;
+    if (digits(&p, 2, &h) || *p++ != ':' || digits(&p, 2, &mi) || *p++ != ':' ||
+        digits(&p, 2, &sec))
+        return -1;
+    double frac = 0, scale = 0.1;
+    if (*p == '.') {
+        p++;
+        if (*p < '0' || *p > '9')
+            return -1;
+        for (; *p >= '0' && *p <= '9'; p++, scale /= 10)
+            frac += (*p - '0') * scale;
+    }
+    if (*p == 'Z' || *p == 'z') {
+        p++;
+    } else if (*p == '+' || *p == '-') {
+        sign = *p++ == '-' ? -1 : 1;
+        if (digits(&p, 2, &oh))
+            return -1;
+        if (*p == ':')
+            p++;
+        if (digits(&p, 2, &om))
+            return -1;
+    }
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    if (*p != '\0' || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 ||
+        sec > 60 || oh > 23 || om > 59)
+        return -1;
+    long long days = days_from_civil(y, (unsigned)mo, (unsigned)d);
+    *epoch = (double)(days * 86400 + h * 3600 + mi * 60 + sec) + frac -
+             sign * (oh * 3600 + om * 60);
+    return 0;
+}
+
+void cel_time_format(double epoch, char out[40])
+{
+    time_t t = (time_t)epoch;
+    long us = (long)((epoch - (double)t) * 1e6 + 0.5);
+    if (us >= 1000000) {
+        t++;
+        us -= 1000000;
+    }
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 40 - n, ".%06ld+00:00", us);
+}
+
+void cel_pidbox_channel(char *out, size_t n, int db)
+{
+    snprintf(out, n, "/%d.celery.pidbox", db);
+}
+
+void cel_revoke_broadcast(struct buf *out, const char *id, int terminate)
+{
+    struct buf body = {0}, b64 = {0};
+    json_t *b = json_pack("{s:s,s:{s:s,s:b,s:s},s:n,s:n,s:n}", "method", "revoke", "arguments",
+                          "task_id", id, "terminate", terminate, "signal", "SIGTERM",
+                          "destination", "pattern", "matcher");
+    jsonfmt_dump(b, &body, JSON_COMPACT);
+    json_decref(b);
+    b64_encode(&b64, body.data, body.len, B64_STD);
+    char tag[37];
+    cel_uuid(tag);
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    /* Receivers drop a broadcast older than headers.expires: 1 s, as Celery. */
+    double expires = (double)tv.tv_sec + (double)tv.tv_usec / 1e6 + 1.0;
+    json_t *env = json_pack("{s:s,s:s,s:s,s:{s:i,s:f},s:{s:i,s:{s:s,s:s},s:i,s:s,s:s}}", "body",
+                            b64.data, "content-encoding", "utf-8", "content-type",
+                            "application/json", "headers", "clock", 1, "expires", expires,
+                            "properties", "delivery_mode", 2, "delivery_info", "exchange",
+                            "celery.pidbox", "routing_key", "", "priority", 0, "body_encoding",
+                            "base64", "delivery_tag", tag);
+    json_dump_callback(env, dump_cb, out, JSON_COMPACT);
+    json_decref(env);
+    buf_free(&body);
+    buf_free(&b64);
+}
+
+int cel_control_parse(const char *raw, size_t len, json_t **ids, int *terminate)
+{
+    *ids = NULL;
+    *terminate = 0;
+    json_t *env = json_loadb(raw, len, 0, NULL);
+    json_t *jbody = json_object_get(env, "body");
+    const char *benc =
+        json_string_value(json_object_get(json_object_get(env, "properties"), "body_encoding"));
+    if (!json_is_string(jbody)) {
+        json_decref(env);
+        return -1;
+    }
+    struct buf dec = {0};
+    const char *bs = json_string_value(jbody);
+    size_t blen = json_string_length(jbody);
+    if (benc != NULL && strcmp(benc, "base64") == 0) {
+        if (b64_decode(&dec, bs, blen, B64_STD) != 0) {
+            json_decref(env);
+            return -1;
+        }
+        bs = dec.data ? dec.data : "";
+        blen = dec.len;
+    }
+    json_t *body = json_loadb(bs, blen, 0, NULL);
+    buf_free(&dec);
+    json_decref(env);
+    if (!json_is_object(body)) {
+        json_decref(body);
+        return -1;
+    }
+    const char *method = json_string_value(json_object_get(body, "method"));
+    if (method == NULL || strcmp(method, "revoke") != 0) {
+        json_decref(body);
+        return method ? 0 : -1;
+    }
+    json_t *args = json_object_get(body, "arguments");
+    json_t *tid = json_object_get(args, "task_id");
+    *terminate = json_is_true(json_object_get(args, "terminate"));
+    *ids = json_array();
+    if (json_is_string(tid) && cel_id_valid(json_string_value(tid))) {
+        json_array_append(*ids, tid);
+    } else if (json_is_array(tid)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(tid, i, v) {
+            if (json_is_string(v) && cel_id_valid(json_string_value(v)))
+                json_array_append(*ids, v);
+        }
+    }
+    json_decref(body);
+    return 1;
+}
+
+/* A header time: null/absent 0, an ISO string, or (older clients) a number
+ * of epoch seconds. -1: present and unreadable. */
+static int header_time(json_t *v, double *out)
+{
+    *out = 0;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    if (json_is_number(v)) {
+        *out = json_number_value(v);
+        return *out > 0 ? 0 : -1;
+    }
+    if (json_is_string(v))
+        return cel_time_parse(json_string_value(v), out);
+    return -1;
 }
 
 int cel_parse(struct cel_msg *m, const char *raw, size_t len, char *err, size_t errlen)
@@ -129,10 +355,30 @@ int cel_parse(struct cel_msg *m, const char *raw, size_t len, char *err, size_t 
     if (m->routing_key == NULL || m->routing_key[0] == '\0')
         m->routing_key = "celery";
     m->ignore_result = json_is_true(json_object_get(headers, "ignore_result"));
+    json_int_t prio = json_integer_value(json_object_get(props, "priority"));
+    m->priority = prio < 0 ? 0 : prio > 9 ? 9 : (int)prio;
+    json_int_t retries = json_integer_value(json_object_get(headers, "retries"));
+    m->retries = retries < 0 ? 0 : retries > 1000000 ? 1000000 : (int)retries;
+    json_t *tl = json_object_get(headers, "timelimit"); /* [hard, soft], either null */
+    if (json_is_array(tl)) {
+        json_t *hard = json_array_get(tl, 0), *soft = json_array_get(tl, 1);
+        if (json_is_number(hard) && json_number_value(hard) > 0)
+            m->time_limit = json_number_value(hard);
+        if (json_is_number(soft) && json_number_value(soft) > 0)
+            m->soft_time_limit = json_number_value(soft);
+    }
 
     const char *ctype = json_string_value(json_object_get(m->envelope, "content-type"));
     if (m->id == NULL || m->task == NULL) {
         snprintf(err, errlen, "message without a task name or a valid id");
+        return -1;
+    }
+    if (header_time(json_object_get(headers, "eta"), &m->eta) != 0) {
+        snprintf(err, errlen, "eta is not an ISO-8601 time");
+        return -1;
+    }
+    if (header_time(json_object_get(headers, "expires"), &m->expires) != 0) {
+        snprintf(err, errlen, "expires is not an ISO-8601 time");
         return -1;
     }
     if (ctype == NULL || strcmp(ctype, "application/json") != 0) {

@@ -35,6 +35,25 @@ int cel_queue_key(char *out, size_t outlen, const char *queue, int priority);
 void cel_message(struct buf *out, const char *task, const char *id, json_t *args,
                  json_t *kwargs, const char *queue, int priority);
 
+/* The same with headers.eta and headers.expires (epoch seconds; 0: none,
+ * written as null), as Celery's apply_async(eta=, expires=) sends them. */
+void cel_message_at(struct buf *out, const char *task, const char *id, json_t *args,
+                    json_t *kwargs, const char *queue, int priority, double eta,
+                    double expires);
+
+/* A copy of a parsed message for its next delivery (appended to out): the
+ * same id and body, headers.retries = retries, headers.eta = eta (0: null),
+ * a fresh properties.delivery_tag, the redelivered flags dropped. A retry
+ * (retries > 0) also gets parent_id = its own id, as Celery's Task.retry
+ * sends it; a re-run from the failed list (retries 0) loses its expires. */
+void cel_redeliver(struct buf *out, const json_t *envelope, int retries, double eta);
+
+/* ISO-8601 times as Celery writes eta and expires: "2026-11-27T11:16:56.295718+00:00".
+ * cel_time_parse reads that form, with 'T' or ' ', optional fraction, and
+ * Z, +HH:MM, +HHMM or no offset (naive = UTC, like Celery). Returns 0, -1. */
+int cel_time_parse(const char *s, double *epoch);
+void cel_time_format(double epoch, char out[40]);
+
 /* A task message as a runner sees it. Owns its json. */
 struct cel_msg {
     json_t *envelope;
@@ -44,6 +63,10 @@ struct cel_msg {
     json_t *args, *kwargs;   /* borrowed from body */
     int ignore_result;
     const char *routing_key; /* properties.delivery_info.routing_key, or "celery" */
+    int priority;            /* properties.priority, 0..9 */
+    int retries;             /* headers.retries */
+    double eta, expires;     /* headers.eta / expires, epoch seconds; 0: none */
+    double time_limit, soft_time_limit; /* headers.timelimit [hard, soft]; 0: none */
 };
 
 /* Parse an envelope. Returns 0, or -1 with the reason in err (not JSON, not
@@ -52,6 +75,17 @@ struct cel_msg {
  * the failure can be stored under it. */
 int cel_parse(struct cel_msg *m, const char *raw, size_t len, char *err, size_t errlen);
 void cel_msg_free(struct cel_msg *m);
+
+/* Celery's revoke broadcast (app.control.revoke), published on
+ * cel_pidbox_channel(): appends the envelope to out. */
+void cel_revoke_broadcast(struct buf *out, const char *id, int terminate);
+/* "/<db>.celery.pidbox": the fanout channel kombu uses for control. */
+void cel_pidbox_channel(char *out, size_t n, int db);
+
+/* Read a pidbox message. Returns 1 for a revoke (*ids: an array of the
+ * valid ids named, new reference; *terminate set), 0 for any other control
+ * message, -1 if unreadable. */
+int cel_control_parse(const char *raw, size_t len, json_t **ids, int *terminate);
 
 /* States. */
 #define CEL_PENDING "PENDING"

@@ -14,6 +14,13 @@
  *   qrun:runner:<id>          HASH  host, pid, queues, concurrency, started (TTL)
  *   qrun:inflight:<id>:<slot> LIST  the message worker <slot> of runner <id>
  *                                   has claimed and not yet finished
+ *   qrun:queues               SET   every queue name seen (submit, defer, failure)
+ *   qrun:scheduled:<queue>    ZSET  delayed messages (eta, countdown, retry
+ *                                   backoff) -> eta in ms; moved to the queue
+ *                                   when due by qrun_promote
+ *   qrun:revoked:<id>         STRING a revoke ("1" or "terminate"), TTL
+ *   qrun:failed:<queue>       ZSET  ids that ended FAILURE -> time (ms), bounded
+ *   qrun:failedmsg:<id>       STRING their message, for a re-run, TTL
  *
  * A worker claims a message by moving it atomically from its queue list into
  * its in-flight list (LMOVE in a script, or BLMOVE), and removes it in the
@@ -25,7 +32,25 @@
  * runner's heartbeat is older than the lease. */
 
 #define QRUN_RUNNERS "qrun:runners"
+#define QRUN_QUEUES "qrun:queues"
+#define QRUN_SCHEDULED "qrun:scheduled:"
+#define QRUN_REVOKED "qrun:revoked:"
+#define QRUN_FAILED "qrun:failed:"
+#define QRUN_FAILEDMSG "qrun:failedmsg:"
 #define QRUN_MAX_SLOTS 256
+#define QRUN_FAILED_MAX 10000   /* failed ids kept per queue */
+#define QRUN_FAILED_AGE 604800 /* and for this long (s) */
+
+/* Where and when a submitted task runs. */
+struct qrun_opts {
+    const char *queue; /* NULL: "celery" */
+    int priority;      /* 0..9, lower first */
+    double eta;        /* epoch seconds; 0: now */
+    double expires;    /* epoch seconds; 0: never */
+};
+
+/* The failed lists' bounds for this process (defaults above). */
+void qrun_failed_limits(long max_count, long max_age_s);
 
 /* Key names into out; -1 if they do not fit. */
 int qrun_inflight_key(char *out, size_t n, const char *runner, int slot);
@@ -35,10 +60,12 @@ int qrun_runner_key(char *out, size_t n, const char *runner);
  * the first list before the second) into inflight, and store their STARTED
  * state (result: `who`, a JSON object such as {"pid":1,"hostname":"..."};
  * NULL: none) in the same step. Returns the count n, with the messages in
- * msgs[0..n) (free each with free()) and their lengths in lens, or -1 on a
- * Redis error. */
+ * msgs[0..n) (free each with free()), their lengths in lens and their
+ * QRUN_CLAIM_* flags in flags, or -1 on a Redis error. */
+#define QRUN_CLAIM_STARTED 1 /* STARTED stored */
+#define QRUN_CLAIM_REVOKED 2 /* its id is revoked: do not run it */
 int qrun_claim(struct rds *r, const char *inflight, const char *const *keys, int nkeys,
-               const char *who, long ttl, int max, char **msgs, size_t *lens);
+               const char *who, long ttl, int max, char **msgs, size_t *lens, int *flags);
 
 /* Block up to `timeout` seconds for a message on `key` and claim it
  * (BLMOVE; no STARTED: the caller sends it). Same returns as qrun_claim. */
@@ -50,17 +77,59 @@ int qrun_claim_wait(struct rds *r, const char *inflight, const char *key, double
 int qrun_send_state(struct rds *r, const char *meta_key, const char *meta, long ttl);
 
 /* Finish a claimed message: remove it from inflight and, unless meta is
- * NULL (ignore_result), store and publish the result, in one atomic step.
+ * NULL (ignore_result), store and publish the result, in one atomic step;
+ * failed: the result is a final FAILURE, listed in its queue's failed list.
  * Returns 1 stored, 0 not stored because a final result was already there,
  * 2 the claim was lost (the message was no longer in flight: the runner's
  * lease expired and the task was handed to another runner), -1 Redis error. */
 int qrun_finish(struct rds *r, const char *inflight, const char *msg, size_t len,
-                const char *meta_key, const char *meta, long ttl);
+                const char *meta_key, const char *meta, long ttl, int failed);
 
 /* The same, sent without waiting (rds_send_eval): the status arrives later
  * through r->on_sent_reply. Returns 0 sent, or -1 not sent. */
 int qrun_send_finish(struct rds *r, const char *inflight, const char *msg, size_t len,
-                     const char *meta_key, const char *meta, long ttl);
+                     const char *meta_key, const char *meta, long ttl, int failed);
+
+/* A worker died running task `id` (a crash, a limit, a terminate): finish
+ * that message of its in-flight list with meta (failed as above) and put
+ * the worker's other claims back. Returns like qrun_finish, 3 if the
+ * message was not there; *requeued = the others put back. */
+int qrun_fail_slot(struct rds *r, const char *inflight, const char *id, const char *meta,
+                   long ttl, int failed, long *requeued);
+
+/* Move a claimed message whose eta is ahead into its queue's scheduled set.
+ * Returns 1, 2 the claim was lost, -1. */
+int qrun_defer(struct rds *r, const char *inflight, const char *msg, size_t len,
+               long long eta_ms);
+
+/* A retry: drop msg from inflight, store the RETRY meta (NULL: none) and
+ * schedule `next` (cel_redeliver) at eta_ms, in one step. Returns 1, 0 not
+ * scheduled (a final state, a revoke, got there first), 2 claim lost, -1. */
+int qrun_retry(struct rds *r, const char *inflight, const char *msg, size_t len,
+               const char *next, size_t next_len, long long eta_ms, const char *meta_key,
+               const char *meta, long ttl);
+
+/* Move every due scheduled message to the front of its queue (priority
+ * band kept, the earliest first). Safe from any number of processes.
+ * Returns the count moved, or -1. */
+long qrun_promote(struct rds *r);
+
+/* Trim every queue's failed list to max_count entries and max_age_s.
+ * Returns the entries removed, or -1. */
+long qrun_purge(struct rds *r, long max_age_s, long max_count);
+
+/* Revoke task id (DELETE /api/tasks/{id}): record the revoke (TTL ttl), so
+ * a runner that claims it later drops it, broadcast it as Celery does (Python
+ * workers honour it; with terminate our runners stop the task if running),
+ * and store REVOKED unless it is running and not terminated. state gets the
+ * outcome: REVOKED; RUNNING (left to finish); SUCCESS or FAILURE (already
+ * finished: nothing done). Returns 0 or -1. */
+int qrun_revoke(struct rds *r, const char *id, int terminate, long ttl, char *state,
+                size_t state_len);
+
+/* Re-run a task from its queue's failed list: same id, retries 0, PENDING,
+ * queued again. Returns 1 (task name in task), 0 not in a failed list, -1. */
+int qrun_rerun(struct rds *r, const char *id, long ttl, char *task, size_t task_len);
 
 /* Put every message of an in-flight list back at the head of its queue
  * (the end consumers take next, priority band kept). Returns the count or -1. */
@@ -79,11 +148,19 @@ long qrun_reap(struct rds *r, long lease_s);
 /* Forget runner id (clean exit: its lists are already empty). */
 int qrun_unregister(struct rds *r, const char *id);
 
-/* Enqueue a Celery task message (cel_message) for task `name` under `id`,
- * and store its PENDING meta (TTL ttl) in the same MULTI, so the id is known
- * from the moment it is queued. args/kwargs borrowed. Returns 0 or -1. */
+/* Enqueue a Celery task message (cel_message_at) for task `name` under
+ * `id`, and store its PENDING meta (TTL ttl) in the same MULTI, so the id is
+ * known from the moment it is queued; with an eta it waits in the queue's
+ * scheduled set. o NULL: defaults. args/kwargs borrowed. Returns 0 or -1. */
 int qrun_submit(struct rds *r, const char *name, const char *id, json_t *args, json_t *kwargs,
-                const char *queue, int priority, long ttl);
+                const struct qrun_opts *o, long ttl);
+
+/* The same, only if once_key is not taken yet (SET NX EX once_ttl in the
+ * same step): periodic tasks enqueued once per slot by many hosts.
+ * Returns 1 enqueued, 0 already taken, -1 error. */
+int qrun_submit_once(struct rds *r, const char *once_key, long once_ttl, const char *name,
+                     const char *id, json_t *args, json_t *kwargs, const struct qrun_opts *o,
+                     long ttl);
 
 long long qrun_now_ms(void);
 

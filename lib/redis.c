@@ -1,6 +1,7 @@
 #include "redis.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -368,4 +369,58 @@ redisReply *rds_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs,
         rep = rds_argv(r, nargs + 3, argv, argvlen);
     }
     return rep;
+}
+
+int rds_db(const struct rds *r)
+{
+    return r->db;
+}
+
+int rds_subscribe(struct rds *r, const char *channel)
+{
+    redisReply *rep = rds_command(r, "SUBSCRIBE %s", channel);
+    if (rep == NULL)
+        return -1;
+    freeReplyObject(rep);
+    return 0;
+}
+
+int rds_message(struct rds *r, int timeout_ms, redisReply **msg)
+{
+    *msg = NULL;
+    if (r->c == NULL)
+        return -1;
+    double deadline = clock_now() + timeout_ms / 1000.0;
+    for (;;) {
+        void *raw = NULL;
+        if (redisGetReplyFromReader(r->c, &raw) != REDIS_OK) {
+            io_failed(r);
+            return -1;
+        }
+        if (raw != NULL) {
+            redisReply *rep = raw;
+            if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
+                rep->element[0]->type == REDIS_REPLY_STRING &&
+                strcmp(rep->element[0]->str, "message") == 0 &&
+                rep->element[2]->type == REDIS_REPLY_STRING) {
+                *msg = rep;
+                return 1;
+            }
+            freeReplyObject(rep); /* (un)subscribe confirmations */
+            continue;
+        }
+        int left = (int)((deadline - clock_now()) * 1000);
+        if (left < 0)
+            return 0;
+        struct pollfd pfd = {r->c->fd, POLLIN, 0};
+        int n = poll(&pfd, 1, left);
+        if (n < 0 && errno == EINTR)
+            return 0; /* a signal: let the caller look at it */
+        if (n <= 0)
+            return 0;
+        if (redisBufferRead(r->c) != REDIS_OK) {
+            io_failed(r);
+            return -1;
+        }
+    }
 }

@@ -92,4 +92,16 @@ redisReply *rds_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs,
 int rds_send_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs, const char **args,
                   const size_t *lens);
 
+/* The database number of the URL (pub/sub fanout channels carry it). */
+int rds_db(const struct rds *r);
+
+/* Subscriber connections (one struct rds used for nothing else):
+ * rds_subscribe connects if needed and subscribes; rds_message waits up to
+ * timeout_ms for a published message and returns 1 with it in *msg (an
+ * array: "message", channel, payload; free with freeReplyObject), 0 when
+ * none came (or a signal cut the wait short), or -1 when the connection was
+ * lost: subscribe again (after rds_backoff_wait). */
+int rds_subscribe(struct rds *r, const char *channel);
+int rds_message(struct rds *r, int timeout_ms, redisReply **msg);
+
 #endif

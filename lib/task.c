@@ -2,6 +2,7 @@
 
 #include "buf.h"
 
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -103,7 +104,9 @@ int task_bind(const struct task_def *t, json_t *args, json_t *kwargs,
 
 int task_run(const struct task_def *t, json_t *const *arg, struct task_ctx *ctx)
 {
+    int retries = ctx->retries;
     memset(ctx, 0, sizeof(*ctx));
+    ctx->retries = retries;
     int rc = t->fn(arg, ctx);
     if (rc != 0 && ctx->exc_type[0] == '\0')
         task_fail(ctx, "RuntimeError", "builtins", "task failed");
@@ -129,6 +132,34 @@ int task_fail(struct task_ctx *ctx, const char *type, const char *module, const 
     json_decref(ctx->result);
     ctx->result = NULL;
     return -1;
+}
+
+int task_retry(struct task_ctx *ctx, long after_ms, const char *type, const char *module,
+               const char *fmt, ...)
+{
+    snprintf(ctx->exc_type, sizeof(ctx->exc_type), "%s", type);
+    snprintf(ctx->exc_module, sizeof(ctx->exc_module), "%s", module);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx->message, sizeof(ctx->message), fmt, ap);
+    va_end(ap);
+    json_decref(ctx->result);
+    ctx->result = NULL;
+    ctx->retry = 1;
+    ctx->retry_after_ms = after_ms;
+    return -1;
+}
+
+static volatile sig_atomic_t interrupted;
+
+void task_interrupt(void) { interrupted = 1; }
+int task_interrupted(void) { return interrupted != 0; }
+void task_interrupt_reset(void) { interrupted = 0; }
+
+int task_fail_interrupted(struct task_ctx *ctx)
+{
+    return task_fail(ctx, "SoftTimeLimitExceeded", "billiard.exceptions",
+                     "soft time limit exceeded");
 }
 
 int task_number(json_t *v, double *d, int *is_int)

@@ -15,7 +15,7 @@
  *       ...
  *       return task_ok(ctx, json_integer(x + y));
  *   }
- *   {"tasks.add", "x y", add},
+ *   {"tasks.add", "x y", add, {0}},   (or a policy: {.max_retries = 5})
  *
  * A task returns task_ok(ctx, result) or task_fail(ctx, "ValueError",
  * "builtins", "..."): the exception Python clients will see raised. */
@@ -23,18 +23,34 @@
 #define TASK_MAX_PARAMS 8
 
 struct task_ctx {
+    int retries;    /* in: how many times this call was retried so far */
     json_t *result; /* set by task_ok (owned) */
     char exc_type[64];
     char exc_module[64];
     char message[512];
+    int retry;           /* set by task_retry: run it again later */
+    long retry_after_ms; /* its countdown; -1: the task's backoff policy */
 };
 
 typedef int task_fn(json_t *const *arg, struct task_ctx *ctx);
+
+/* Per-task limits and retry policy; 0 in a field means the runner's
+ * default (TASK_MAX_RETRIES, TASK_TIME_LIMIT, ...), so a registry line
+ * only names what differs. TASK_NONE: explicitly none (no retries, no
+ * limit). A message's own headers.timelimit wins over both. */
+#define TASK_NONE (-1)
+struct task_policy {
+    int max_retries;
+    long backoff_ms, backoff_max_ms; /* delay = random(0, min(max, backoff * 2^retries)) */
+    double time_limit, soft_time_limit; /* seconds */
+    long max_memory_mb;
+};
 
 struct task_def {
     const char *name;   /* full Celery name, "tasks.add" */
     const char *params; /* parameter names, space-separated: "x y" */
     task_fn *fn;
+    struct task_policy policy;
 };
 
 /* The registry (tasks.c), ended by a {NULL} entry. */
@@ -56,6 +72,22 @@ int task_run(const struct task_def *t, json_t *const *arg, struct task_ctx *ctx)
 int task_ok(struct task_ctx *ctx, json_t *result); /* steals result */
 int task_fail(struct task_ctx *ctx, const char *type, const char *module, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Ask to be run again (Celery's self.retry(exc=..., countdown=...)): the
+ * exception is what the client sees while it waits (RETRY) and, once the
+ * task's max_retries are used up, as the FAILURE. after_ms -1: the task's
+ * backoff. Returns -1, for `return task_retry(...)`. */
+int task_retry(struct task_ctx *ctx, long after_ms, const char *type, const char *module,
+               const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* The soft time limit: the runner calls task_interrupt() from its signal
+ * handler; a long task polls task_interrupted() (a blocking call returns
+ * EINTR) and gives up with task_fail_interrupted(), Celery's
+ * SoftTimeLimitExceeded. Reset before each task. */
+void task_interrupt(void);
+int task_interrupted(void);
+void task_interrupt_reset(void);
+int task_fail_interrupted(struct task_ctx *ctx);
 
 /* A number argument as a double and whether it is an integer; -1 if it is
  * not a number (bools are not numbers here, unlike Python). */

@@ -3,6 +3,7 @@
  * (add.delay(4, 4) sends "tasks.add"). See task.h to add one. */
 #include <errno.h>
 #include <math.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "task.h"
@@ -74,7 +75,8 @@ static int sleep_task(json_t *const *arg, struct task_ctx *ctx)
         return task_fail(ctx, "ValueError", "builtins", "seconds must be a number in 0..3600");
     struct timespec ts = {(time_t)s, (long)((s - (double)(time_t)s) * 1e9)};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+        if (task_interrupted()) /* the soft time limit: give up cleanly */
+            return task_fail_interrupted(ctx);
     return task_ok(ctx, json_incref(arg[0]));
 }
 
@@ -84,11 +86,59 @@ static int fail(json_t *const *arg, struct task_ctx *ctx)
     return task_fail(ctx, "ValueError", "builtins", "%s", msg);
 }
 
+/* Fails (asking to be retried, with the task's backoff) until it has been
+ * retried `times` times, then returns how many retries it took. */
+static int flaky(json_t *const *arg, struct task_ctx *ctx)
+{
+    double n;
+    int is_int;
+    if (task_number(arg[0], &n, &is_int) != 0 || !is_int || n < 0)
+        return task_fail(ctx, "ValueError", "builtins", "times must be a whole number >= 0");
+    if (ctx->retries < n)
+        return task_retry(ctx, -1, "ValueError", "builtins", "flaky: attempt %d of %.0f failed",
+                          ctx->retries + 1, n + 1);
+    return task_ok(ctx, json_integer(ctx->retries));
+}
+
+/* Allocates and touches `megabytes` of memory, holds it for half a second
+ * (as real work would) and frees it: MemoryError when the allocation is
+ * refused (the memory limit). */
+static int alloc(json_t *const *arg, struct task_ctx *ctx)
+{
+    double mb;
+    int is_int;
+    if (task_number(arg[0], &mb, &is_int) != 0 || !is_int || mb < 0 || mb > 65536)
+        return task_fail(ctx, "ValueError", "builtins", "megabytes must be a whole number in 0..65536");
+    size_t n = (size_t)mb << 20;
+    char *p = malloc(n ? n : 1);
+    if (p == NULL)
+        return task_fail(ctx, "MemoryError", "builtins", "cannot allocate %.0f MB", mb);
+    for (size_t i = 0; i < n; i += 4096)
+        p[i] = (char)i;
+    struct timespec ts = {0, 500000000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR && !task_interrupted())
+        ;
+    free(p);
+    return task_ok(ctx, json_integer((json_int_t)mb));
+}
+
+/* Dies the way a buggy task does (abort: SIGABRT), to show a crash ends as
+ * FAILURE WorkerLostError instead of a task lost or re-run forever. */
+static int crash(json_t *const *arg, struct task_ctx *ctx)
+{
+    (void)arg;
+    (void)ctx;
+    abort();
+}
+
 const struct task_def task_registry[] = {
-    {"tasks.add", "x y", add},
-    {"tasks.mul", "x y", mul},
-    {"tasks.xsum", "numbers", xsum},
-    {"tasks.sleep", "seconds", sleep_task},
-    {"tasks.fail", "message", fail},
-    {NULL, NULL, NULL},
+    {"tasks.add", "x y", add, {0}},
+    {"tasks.mul", "x y", mul, {0}},
+    {"tasks.xsum", "numbers", xsum, {0}},
+    {"tasks.sleep", "seconds", sleep_task, {0}},
+    {"tasks.fail", "message", fail, {0}},
+    {"tasks.flaky", "times", flaky, {0}},
+    {"tasks.alloc", "megabytes", alloc, {0}},
+    {"tasks.crash", "", crash, {0}},
+    {NULL, NULL, NULL, {0}},
 };

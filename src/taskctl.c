@@ -128,7 +128,7 @@ int main(int argc, char **argv)
         redisReply *rep = NULL;
         if (wait && (rep = rds_command(&sub, "SUBSCRIBE %s", chan)) == NULL) {
             fprintf(stderr, "taskctl: Redis: %s\n", sub.err);
-        } else if (qrun_submit(&r, name, id, args, kwargs, "celery", 0, 86400) != 0) {
+        } else if (qrun_submit(&r, name, id, args, kwargs, NULL, 86400) != 0) {
             fprintf(stderr, "taskctl: Redis: %s\n", r.err);
         } else if (!wait) {
             printf("%s\n", id);

@@ -37,7 +37,10 @@ unbounded_keys() {
     rcli --scan | sort -u | while IFS= read -r k; do
         [ "$(rcli ttl "$k")" -gt 0 ] && continue
         case "$k:$(rcli type "$k")" in
+        # queue lists and their scheduled sets hold work; the queue-name set
+        # and the failed lists are bounded by count (FAILED_MAX) and age
         celery:list | $'celery\x06\x16'[369]:list | qrun:runners:zset | qrun:inflight:*:list) ;;
+        qrun:queues:set | qrun:scheduled:*:zset | qrun:failed:*:zset) ;;
         *) echo "$k ($(rcli type "$k"), ttl $(rcli ttl "$k"))" ;;
         esac
     done

@@ -257,9 +257,9 @@ print(bad)' "$BATS_TEST_TMPDIR/expected")
     submit add '{"args":[1,2],"kwargs":[]}'
     assert_422
     assert_equal "$(first_loc)" '["body","kwargs"]'
-    submit add '{"args":[1,2],"queue":"x"}'
+    submit add '{"args":[1,2],"queue_name":"x"}'
     assert_422
-    assert_equal "$(first_loc)" '["body","queue"]'
+    assert_equal "$(first_loc)" '["body","queue_name"]'
     # none of these queued anything
     assert_equal "$(rcli llen celery)" "$before"
 }
@@ -271,17 +271,26 @@ print(bad)' "$BATS_TEST_TMPDIR/expected")
     assert_equal "$body" '{"detail":"Request Entity Too Large"}'
 }
 
-@test "PUT and DELETE are 405 with an Allow header" {
+@test "PUT and PATCH are 405 with an Allow header; so is anything but POST on /retry" {
     local m
-    for m in PUT DELETE PATCH; do
+    for m in PUT PATCH; do
         api "$m" /api/tasks/add --data-binary '{"args":[1,2]}'
         assert_equal "$status" 405
         assert_equal "$body" '{"detail":"Method Not Allowed"}'
-        [[ $(grep '^allow:' <<<"$headers") == *post* ]]
+        [[ $(grep '^allow:' <<<"$headers") == *"post, delete"* ]]
         api "$m" "/api/tasks/$(cat /proc/sys/kernel/random/uuid)"
         assert_equal "$status" 405
         [[ $(grep '^allow:' <<<"$headers") == *get* ]]
     done
+    for m in GET PUT DELETE; do
+        api "$m" "/api/tasks/$(cat /proc/sys/kernel/random/uuid)/retry"
+        assert_equal "$status" 405
+        [[ $(grep '^allow:' <<<"$headers") == 'allow: post'* ]]
+    done
+    api POST /api/tasks --data-binary ''
+    assert_equal "$status" 405
+    api GET "/api/tasks/$(cat /proc/sys/kernel/random/uuid)/other"
+    assert_equal "$status" 404
 }
 
 @test "an unknown id is 404 Task not found, with or without wait" {

@@ -579,6 +579,130 @@ static void test_state_ready(void)
     check_int(cel_state_ready("SUCCESSFUL"), 0);
 }
 
+
+/* ISO-8601 as Celery writes eta/expires, and the forms it reads. */
+static void test_time(void)
+{
+    double t;
+    check(cel_time_parse("2026-11-27T11:16:56.295718+00:00", &t) == 0 &&
+              t > 1795778216.2957 && t < 1795778216.2958,
+          "Celery's own eta form");
+    check(cel_time_parse("1970-01-01T00:00:00Z", &t) == 0 && t == 0, "Z");
+    check(cel_time_parse("1970-01-01 01:00:00+01:00", &t) == 0 && t == 0, "space, +01:00");
+    check(cel_time_parse("1970-01-01T00:00:00-0130", &t) == 0 && t == 5400, "-0130");
+    check(cel_time_parse("2000-02-29T12:00:00", &t) == 0 && t == 951825600, "naive is UTC, leap day");
+    check(cel_time_parse("2024-12-31T23:59:59.5", &t) == 0 && t == 1735689599.5, "fraction");
+    const char *bad[] = {"", "2026", "2026-11-27", "2026-11-27T11:16", "2026-13-01T00:00:00",
+                         "2026-02-30T00:00:00", "2026-11-27T24:00:00", "2026-11-27T11:16:56.",
+                         "2026-11-27T11:16:56+5", "2026-11-27T11:16:56 junk", "tomorrow",
+                         "2026-11-27T11:16:56+00:00x", "-026-11-27T11:16:56"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (!check(cel_time_parse(bad[i], &t) == -1, "an unreadable time is refused"))
+            fprintf(stderr, "  (%s)\n", bad[i]);
+    char out[40];
+    cel_time_format(1795778216.295718, out);
+    check_str(out, "2026-11-27T11:16:56.295718+00:00");
+    cel_time_format(0.9999999, out);
+    check_str(out, "1970-01-01T00:00:01.000000+00:00");
+    check(cel_time_parse(out, &t) == 0 && t == 1, "format and parse round-trip");
+}
+
+/* A delayed message carries eta/expires; its redelivery (a retry) keeps the
+ * id and body, counts the retry, gets a new tag and parent_id = its id. */
+static void test_eta_and_redeliver(void)
+{
+    json_t *args = json_pack("[ii]", 4, 4), *kw = json_object();
+    struct buf out = {0};
+    cel_message_at(&out, "tasks.add", "abc", args, kw, "q2", 9, 1795778216.5, 1795778300);
+    struct cel_msg m;
+    char err[128];
+    if (check(cel_parse(&m, out.data, out.len, err, sizeof(err)) == 0, "parses")) {
+        check(m.eta == 1795778216.5 && m.expires == 1795778300, "eta and expires read back");
+        check(m.priority == 9 && m.retries == 0, "priority, no retries");
+        check_str(m.routing_key, "q2");
+        struct buf next = {0};
+        cel_redeliver(&next, m.envelope, 1, 1795778400);
+        struct cel_msg n;
+        if (check(cel_parse(&n, next.data, next.len, err, sizeof(err)) == 0, "retry parses")) {
+            json_t *h = json_object_get(n.envelope, "headers");
+            json_t *p = json_object_get(n.envelope, "properties");
+            check_str(n.id, "abc");
+            check(n.retries == 1 && n.eta == 1795778400, "retries+1 and the new eta");
+            check_str(json_string_value(json_object_get(h, "parent_id")), "abc");
+            check(strcmp(json_string_value(json_object_get(p, "delivery_tag")),
+                         json_string_value(json_object_get(
+                             json_object_get(m.envelope, "properties"), "delivery_tag"))) != 0,
+                  "a new delivery_tag");
+            check(json_equal(n.args, m.args), "the same args");
+            check(n.expires == 1795778300, "a retry keeps expires");
+            cel_msg_free(&n);
+        }
+        buf_free(&next);
+        cel_redeliver(&next, m.envelope, 0, 0);
+        if (check(cel_parse(&n, next.data, next.len, err, sizeof(err)) == 0, "re-run parses")) {
+            check(n.retries == 0 && n.eta == 0 && n.expires == 0, "a re-run: no eta, no expires");
+            cel_msg_free(&n);
+        }
+        buf_free(&next);
+        cel_msg_free(&m);
+    }
+    buf_free(&out);
+    /* timelimit [hard, soft], and a bad eta refused */
+    json_t *env = json_pack("{s:s,s:s,s:{s:s,s:s,s:[ii],s:s},s:{}}", "body", "[[], {}, {}]",
+                            "content-type", "application/json", "headers", "id", "x", "task",
+                            "t", "timelimit", 5, 2, "eta", "soon", "properties");
+    char *raw = json_dumps(env, 0);
+    check(cel_parse(&m, raw, strlen(raw), err, sizeof(err)) == -1 && strstr(err, "eta"),
+          "an unreadable eta is refused");
+    cel_msg_free(&m);
+    free(raw);
+    json_object_set_new(json_object_get(env, "headers"), "eta", json_null());
+    raw = json_dumps(env, 0);
+    if (check(cel_parse(&m, raw, strlen(raw), err, sizeof(err)) == 0, "plain body parses"))
+        check(m.time_limit == 5 && m.soft_time_limit == 2, "timelimit is [hard, soft]");
+    cel_msg_free(&m);
+    free(raw);
+    json_decref(env);
+    json_decref(args);
+    json_decref(kw);
+}
+
+/* Our revoke broadcast reads back; Python's form (task_id list) too. */
+static void test_control(void)
+{
+    struct buf b = {0};
+    cel_revoke_broadcast(&b, "id-1", 1);
+    json_t *ids;
+    int term;
+    if (check(cel_control_parse(b.data, b.len, &ids, &term) == 1, "a revoke")) {
+        check(term == 1 && json_array_size(ids) == 1, "terminate and one id");
+        check_str(json_string_value(json_array_get(ids, 0)), "id-1");
+        json_decref(ids);
+    }
+    buf_free(&b);
+    /* {"method":"revoke","arguments":{"task_id":["a","b c"]}} in base64 */
+    struct buf body = {0};
+    const char *js = "{\"method\":\"revoke\",\"arguments\":{\"task_id\":[\"a\",\"b c\"]}}";
+    b64_encode(&body, js, strlen(js), B64_STD);
+    json_t *env = json_pack("{s:s,s:{s:s}}", "body", body.data, "properties", "body_encoding",
+                            "base64");
+    char *raw = json_dumps(env, 0);
+    if (check(cel_control_parse(raw, strlen(raw), &ids, &term) == 1, "a list of ids")) {
+        check(term == 0 && json_array_size(ids) == 1, "invalid ids dropped");
+        json_decref(ids);
+    }
+    free(raw);
+    json_decref(env);
+    buf_free(&body);
+    const char *ping = "{\"body\":\"{\\\"method\\\":\\\"ping\\\"}\"}";
+    check(cel_control_parse(ping, strlen(ping), &ids, &term) == 0 && ids == NULL,
+          "another method: 0");
+    check(cel_control_parse("nope", 4, &ids, &term) == -1, "garbage: -1");
+    char chan[32];
+    cel_pidbox_channel(chan, sizeof(chan), 3);
+    check_str(chan, "/3.celery.pidbox");
+}
+
 int main(void)
 {
     test_uuid();
@@ -591,5 +715,8 @@ int main(void)
     test_meta();
     test_exc();
     test_state_ready();
+    test_time();
+    test_eta_and_redeliver();
+    test_control();
     return check_done();
 }

@@ -4,6 +4,9 @@
  * running the seed's tasks with their results and exceptions. */
 #include "../../lib/task.c"
 
+#include <signal.h>
+#include <sys/time.h>
+
 #include <limits.h>
 #include <stdlib.h>
 
@@ -40,7 +43,7 @@ static void test_find(void)
     size_t n = 0;
     while (task_registry[n].name != NULL)
         n++;
-    check_int(n, 5);
+    check_int(n, 8);
     check(task_registry[n].fn == NULL && task_registry[n].params == NULL, "a {NULL} end entry");
 }
 
@@ -192,9 +195,9 @@ static int count_args(json_t *const *a, struct task_ctx *ctx)
 
 static void test_custom(void)
 {
-    const struct task_def q = {"mine.quiet", "", quiet_fail};
-    const struct task_def nr = {"mine.none", "", no_result};
-    const struct task_def many = {"mine.many", "  a  b c d e f g h i j", count_args};
+    const struct task_def q = {"mine.quiet", "", quiet_fail, {0}};
+    const struct task_def nr = {"mine.none", "", no_result, {0}};
+    const struct task_def many = {"mine.many", "  a  b c d e f g h i j", count_args, {0}};
     json_t *noargs = json_array();
     const char *w;
     struct task_ctx ctx;
@@ -382,6 +385,50 @@ static void test_run_fail_sleep(void)
     check_raises("sleep", "[null]", "ValueError", "seconds must be a number in 0..3600");
 }
 
+static void on_alarm(int sig)
+{
+    (void)sig;
+    task_interrupt();
+}
+
+/* flaky asks for retries until it has had `times`; alloc refuses what it
+ * cannot get; the soft limit interrupts sleep (SoftTimeLimitExceeded). */
+static void test_retry_alloc_interrupt(void)
+{
+    rctx.retries = 0;
+    check_int(run("flaky", "[2]"), -1);
+    check(rctx.retry == 1 && rctx.retry_after_ms == -1, "flaky asks for a retry, with the policy");
+    check_str(rctx.exc_type, "ValueError");
+    check_str(rctx.message, "flaky: attempt 1 of 3 failed");
+    rctx.retries = 2;
+    if (check_int(run("flaky", "[2]"), 0))
+        check_json(rctx.result, "2");
+    check(rctx.retries == 2 && rctx.retry == 0, "task_run keeps retries, clears retry");
+    rctx.retries = 0;
+    check_raises("flaky", "[-1]", "ValueError", "times must be a whole number >= 0");
+    check_raises("flaky", "[1.5]", "ValueError", "times must be a whole number >= 0");
+    if (check_int(run("alloc", "[1]"), 0))
+        check_json(rctx.result, "1");
+    check_raises("alloc", "[65537]", "ValueError", "megabytes must be a whole number in 0..65536");
+    struct task_ctx c = {0};
+    check(task_retry(&c, 250, "KeyError", "builtins", "k%d", 7) == -1 && c.retry == 1 &&
+              c.retry_after_ms == 250,
+          "task_retry with a countdown");
+    check_str(c.message, "k7");
+    /* an interrupt during a sleep: SIGALRM stands in for the runner's SIGUSR1 */
+    struct sigaction sa = {0};
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, NULL);
+    task_interrupt_reset();
+    check(!task_interrupted(), "reset");
+    struct itimerval it = {{0, 0}, {0, 50000}};
+    setitimer(ITIMER_REAL, &it, NULL);
+    check_int(run("sleep", "[5]"), -1);
+    check_str(rctx.exc_type, "SoftTimeLimitExceeded");
+    check_str(rctx.exc_module, "billiard.exceptions");
+    task_interrupt_reset();
+}
+
 int main(void)
 {
     test_find();
@@ -391,6 +438,7 @@ int main(void)
     test_run_arith();
     test_run_xsum();
     test_run_fail_sleep();
+    test_retry_alloc_interrupt();
     json_decref(rctx.result);
     json_decref(b_args);
     json_decref(b_kwargs);
