@@ -31,8 +31,9 @@ BINS     := $(patsubst src/%.c,$(OUT)/bin/%,$(wildcard src/*.c))
 # test programs never land in the source tree: build/tests/ or build/asan/tests/
 UNITS    := $(patsubst tests/unit/%.c,$(TOUT)/unit/%,$(wildcard tests/unit/test_*.c))
 # one replay program per fuzz target: replay (fuzz_request.c), replay_fcgi
-# (fuzz_fcgi.c), replay_token (fuzz_token.c)
-REPLAY   := $(TOUT)/fuzz/replay $(TOUT)/fuzz/replay_fcgi $(TOUT)/fuzz/replay_token
+# (fuzz_fcgi.c), replay_token (fuzz_token.c), replay_celery (fuzz_celery.c)
+REPLAY   := $(TOUT)/fuzz/replay $(TOUT)/fuzz/replay_fcgi $(TOUT)/fuzz/replay_token \
+            $(TOUT)/fuzz/replay_celery
 
 .PHONY: all run test check unit bench fuzz lint clean deps
 all: $(ROUTES) $(BINS)
@@ -60,6 +61,10 @@ $(TOUT)/fuzz/replay_fcgi: $(OBJ)/tests/fuzz/replay.o $(OBJ)/tests/fuzz/fuzz_fcgi
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 $(TOUT)/fuzz/replay_token: $(OBJ)/tests/fuzz/replay.o $(OBJ)/tests/fuzz/fuzz_token.o $(LIB_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(TOUT)/fuzz/replay_celery: $(OBJ)/tests/fuzz/replay.o $(OBJ)/tests/fuzz/fuzz_celery.o $(LIB_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

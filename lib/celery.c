@@ -155,6 +155,9 @@ void cel_redeliver(struct buf *out, const json_t *envelope, int retries, double 
     json_decref(env);
 }
 
+#define TIME_MIN (-62135596800.0) /* 0001-01-01T00:00:00Z */
+#define TIME_MAX 253402300800.0   /* 10000-01-01T00:00:00Z */
+
 /* days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's
  * algorithm): timegm() would read TZ-free but is not in C11/POSIX. */
 static long long days_from_civil(long long y, unsigned m, unsigned d)
@@ -215,23 +218,47 @@ int cel_time_parse(const char *s, double *epoch)
         sec > 60 || oh > 23 || om > 59)
         return -1;
     long long days = days_from_civil(y, (unsigned)mo, (unsigned)d);
-    *epoch = (double)(days * 86400 + h * 3600 + mi * 60 + sec) + frac -
-             sign * (oh * 3600 + om * 60);
+    double t = (double)(days * 86400 + h * 3600 + mi * 60 + sec) + frac -
+               sign * (oh * 3600 + om * 60);
+    /* Python's datetime range (years 1-9999), in UTC: what we format back */
+    if (t < TIME_MIN || t >= TIME_MAX)
+        return -1;
+    *epoch = t;
     return 0;
 }
 
 void cel_time_format(double epoch, char out[40])
 {
-    time_t t = (time_t)epoch;
-    long us = (long)((epoch - (double)t) * 1e6 + 0.5);
+    if (!(epoch >= TIME_MIN))
+        epoch = TIME_MIN;
+    if (epoch >= TIME_MAX)
+        epoch = TIME_MAX - 1;
+    long long secs = (long long)epoch; /* toward zero: floor it (no libm) */
+    if ((double)secs > epoch)
+        secs--;
+    long us = (long)((epoch - (double)secs) * 1e6 + 0.5);
     if (us >= 1000000) {
-        t++;
+        secs++;
         us -= 1000000;
     }
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    size_t n = strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(out + n, 40 - n, ".%06ld+00:00", us);
+    /* civil_from_days (Howard Hinnant): gmtime's %Y is not zero-padded */
+    long long days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+    long long rem = secs - days * 86400;
+    long long z = days + 719468;
+    long long era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    long long y = (long long)yoe + era * 400;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    unsigned d = doy - (153 * mp + 2) / 5 + 1;
+    unsigned m = mp < 10 ? mp + 3 : mp - 9;
+    y += m <= 2;
+    /* in range: y 1..9999, rem 0..86399, us 0..999999 (the casts tell the
+     * compiler so) */
+    snprintf(out, 40, "%04d-%02u-%02uT%02d:%02d:%02d.%06d+00:00", (int)(y % 10000), m % 100,
+             d % 100, (int)(rem / 3600 % 24), (int)(rem / 60 % 60), (int)(rem % 60),
+             (int)(us % 1000000));
 }
 
 void cel_pidbox_channel(char *out, size_t n, int db)
@@ -283,6 +310,7 @@ int cel_control_parse(const char *raw, size_t len, json_t **ids, int *terminate)
     size_t blen = json_string_length(jbody);
     if (benc != NULL && strcmp(benc, "base64") == 0) {
         if (b64_decode(&dec, bs, blen, B64_STD) != 0) {
+            buf_free(&dec); /* it may have reserved room */
             json_decref(env);
             return -1;
         }

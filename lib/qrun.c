@@ -329,7 +329,8 @@ static struct rds_script rerun_script = {
     "local fm = 'qrun:failedmsg:' .. ARGV[1]\n"
     "if redis.call('GET', fm) ~= ARGV[2] then return 0 end\n"
     "local q = route(ARGV[2])\n"
-    "redis.call('ZREM', 'qrun:failed:' .. q, ARGV[1])\n"
+    /* aged out of the list (its message lingers until its TTL): gone */
+    "if redis.call('ZREM', 'qrun:failed:' .. q, ARGV[1]) == 0 then return 0 end\n"
     "redis.call('DEL', fm, 'qrun:revoked:' .. ARGV[1])\n"
     "redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[5])\n"
     "local _, list = route(ARGV[3])\n"

@@ -726,7 +726,7 @@ static void note_crash(int i, int st)
         return;
     if (WIFSIGNALED(st) && WTERMSIG(st) != SIGKILL) {
         snprintf(watch[i].why, sizeof(watch[i].why),
-                 "Worker exited prematurely: signal %d (%s)", WTERMSIG(st),
+                 "Worker exited prematurely: signal %d (SIG%s)", WTERMSIG(st),
                  sigabbrev_np(WTERMSIG(st)) ? sigabbrev_np(WTERMSIG(st)) : "?");
     } else if (WIFEXITED(st) && WEXITSTATUS(st) != 0) {
         snprintf(watch[i].why, sizeof(watch[i].why), "Worker exited prematurely: exitcode %d",

@@ -137,7 +137,9 @@ leftover_runners() {
     local p exe
     for p in /proc/[0-9]*; do
         exe=$(readlink "$p/exe" 2>/dev/null) || continue
-        [ "$exe" = "$GW_BIN/queue-runner" ] || continue
+        # "(deleted)": the binary was rebuilt while it ran
+        [ "$exe" = "$GW_BIN/queue-runner" ] || [ "$exe" = "$GW_BIN/queue-runner (deleted)" ] ||
+            continue
         if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "REDIS_URL=$REDIS_URL"; then
             echo "${p#/proc/}"
         fi

@@ -605,6 +605,15 @@ static void test_time(void)
     cel_time_format(0.9999999, out);
     check_str(out, "1970-01-01T00:00:01.000000+00:00");
     check(cel_time_parse(out, &t) == 0 && t == 1, "format and parse round-trip");
+    /* Python's datetime range, formatted with four-digit years */
+    check(cel_time_parse("0001-01-01T00:00:00Z", &t) == 0, "year 1");
+    cel_time_format(t, out);
+    check_str(out, "0001-01-01T00:00:00.000000+00:00");
+    check(cel_time_parse("9999-12-31T23:59:59Z", &t) == 0, "year 9999");
+    check(cel_time_parse("0000-03-01T00:00:00Z", &t) == -1, "year 0 is refused");
+    check(cel_time_parse("0001-01-01T00:00:00+00:01", &t) == -1, "before year 1 in UTC: refused");
+    cel_time_format(-86400.5, out);
+    check_str(out, "1969-12-30T23:59:59.500000+00:00");
 }
 
 /* A delayed message carries eta/expires; its redelivery (a retry) keeps the
