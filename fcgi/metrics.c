@@ -6,21 +6,20 @@
  * process and runner worker, dead ones included, so counts survive
  * respawns), and reads the queues' state from Redis at scrape time: depth
  * and age of the oldest waiting task per queue, tasks in flight, runners
- * alive. lighttpd.conf lets only loopback and GW_METRICS_ALLOW reach it. */
+ * alive (lib/qstat.h, as GET /api/queues). lighttpd.conf lets only
+ * loopback and GW_METRICS_ALLOW reach it. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "celery.h"
 #include "log.h"
 #include "metrics.h"
 #include "qrun.h"
+#include "qstat.h"
 #include "redis.h"
 #include "serve.h"
 #include "task.h"
@@ -292,113 +291,6 @@ static void write_programs(struct buf *b)
                        S.programs[i].program, S.programs[i].start_time);
 }
 
-/* The delivery tag of a Celery envelope (its identity while it waits). */
-static int delivery_tag(const char *msg, size_t len, char *out, size_t outlen)
-{
-    json_t *j = json_loadb(msg, len, 0, NULL);
-    const char *tag = json_string_value(json_object_get(json_object_get(j, "properties"),
-                                                        "delivery_tag"));
-    int rc = -1;
-    if (tag != NULL && strlen(tag) < outlen) {
-        memcpy(out, tag, strlen(tag) + 1);
-        rc = 0;
-    }
-    json_decref(j);
-    return rc;
-}
-
-static long long integer(redisReply *rep)
-{
-    long long v = rep && rep->type == REDIS_REPLY_INTEGER ? rep->integer : 0;
-    freeReplyObject(rep);
-    return v;
-}
-
-/* Depth and the oldest waiting task's age for one queue. Celery's messages
- * carry no enqueue time, so the age counts from the first scrape that saw
- * the message at the head of the line (qrun:seen:<queue>, field = delivery
- * tag): exact to the scrape interval. Returns -1 if Redis failed. */
-static int queue_state(const char *q, long long now_ms, long long *depth, double *age)
-{
-    static const int bands[] = {0, 3, 6, 9};
-    char seen[256], tags[4][64];
-    int ntags = 0;
-    snprintf(seen, sizeof(seen), "qrun:seen:%s", q);
-    *depth = 0;
-    *age = 0;
-    for (int i = 0; i < 4; i++) {
-        char key[256];
-        cel_queue_key(key, sizeof(key), q, bands[i]);
-        redisReply *rep = rds_command(&redis, "LLEN %s", key);
-        if (rep == NULL && !redis.reply_err)
-            return -1;
-        long long n = integer(rep);
-        *depth += n;
-        if (n == 0)
-            continue;
-        rep = rds_command(&redis, "LINDEX %s -1", key); /* the next to be claimed */
-        if (rep != NULL && rep->type == REDIS_REPLY_STRING &&
-            delivery_tag(rep->str, rep->len, tags[ntags], sizeof(tags[0])) == 0) {
-            redisReply *r2 = rds_command(&redis, "HSETNX %s %s %lld", seen, tags[ntags], now_ms);
-            freeReplyObject(r2);
-            r2 = rds_command(&redis, "HGET %s %s", seen, tags[ntags]);
-            if (r2 != NULL && r2->type == REDIS_REPLY_STRING) {
-                double a = (double)(now_ms - strtoll(r2->str, NULL, 10)) / 1000.0;
-                if (a > *age)
-                    *age = a;
-            }
-            freeReplyObject(r2);
-            ntags++;
-        }
-        freeReplyObject(rep);
-    }
-    /* forget the tags no longer at a head */
-    redisReply *keys = rds_command(&redis, "HKEYS %s", seen);
-    if (keys != NULL && keys->type == REDIS_REPLY_ARRAY) {
-        for (size_t i = 0; i < keys->elements; i++) {
-            const char *k = keys->element[i]->str;
-            int keep = 0;
-            for (int t = 0; t < ntags && !keep; t++)
-                keep = k != NULL && strcmp(k, tags[t]) == 0;
-            if (!keep && k != NULL)
-                freeReplyObject(rds_command(&redis, "HDEL %s %s", seen, k));
-        }
-    }
-    freeReplyObject(keys);
-    return 0;
-}
-
-/* The queues: celery, and every queue a live runner consumes. */
-static size_t queue_names(long long alive_from, char names[][128], size_t max)
-{
-    size_t n = 0;
-    snprintf(names[n++], 128, "celery");
-    redisReply *ids = rds_command(&redis, "ZRANGEBYSCORE %s %lld +inf", QRUN_RUNNERS, alive_from);
-    if (ids == NULL || ids->type != REDIS_REPLY_ARRAY) {
-        freeReplyObject(ids);
-        return n;
-    }
-    for (size_t i = 0; i < ids->elements && n < max; i++) {
-        redisReply *qs = rds_command(&redis, "HGET qrun:runner:%s queues", ids->element[i]->str);
-        if (qs != NULL && qs->type == REDIS_REPLY_STRING) {
-            for (char *p = qs->str; *p != '\0' && n < max;) {
-                size_t len = strcspn(p, ",");
-                char q[128];
-                snprintf(q, sizeof(q), "%.*s", (int)len, p);
-                int dup = 0;
-                for (size_t j = 0; j < n && !dup; j++)
-                    dup = strcmp(names[j], q) == 0;
-                if (!dup && q[0] != '\0')
-                    snprintf(names[n++], 128, "%s", q);
-                p += len + (p[len] == ',');
-            }
-        }
-        freeReplyObject(qs);
-    }
-    freeReplyObject(ids);
-    return n;
-}
-
 static void write_queues(struct buf *b)
 {
     if (!redis_ready) {
@@ -407,55 +299,35 @@ static void write_queues(struct buf *b)
             return;
         redis_ready = 1;
     }
-    long long now_ms = qrun_now_ms();
-    long long alive_from = now_ms - cfg.lease * 1000;
-    redisReply *rep = rds_command(&redis, "ZCOUNT %s %lld +inf", QRUN_RUNNERS, alive_from);
-    int up = rep != NULL;
-    long long runners = integer(rep);
+    /* the same read as GET /api/queues (lib/qstat.h), for the queues this
+     * page has always listed: celery and those of live runners */
+    struct qstat s;
+    int up = qstat_read(&redis, qrun_now_ms(), cfg.lease, 0, &s) == 0;
     head(b, "redis_up", "gauge", "Whether this scrape could read the queues from Redis.");
     buf_printf(b, "redis_up %d\n", up);
-    if (!up)
+    if (!up) {
+        qstat_free(&s);
         return;
+    }
     head(b, "runners_alive", "gauge", "Queue runners with a heartbeat within the lease.");
-    buf_printf(b, "runners_alive %lld\n", runners);
-
-    long long inflight = 0;
-    char cursor[32] = "0";
-    do {
-        rep = rds_command(&redis, "SCAN %s MATCH qrun:inflight:* COUNT 1000", cursor);
-        if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2) {
-            freeReplyObject(rep);
-            break;
-        }
-        snprintf(cursor, sizeof(cursor), "%s", rep->element[0]->str);
-        redisReply *keys = rep->element[1];
-        for (size_t i = 0; i < keys->elements; i++)
-            inflight += integer(rds_command(&redis, "LLEN %s", keys->element[i]->str));
-        freeReplyObject(rep);
-    } while (strcmp(cursor, "0") != 0);
+    buf_printf(b, "runners_alive %lld\n", s.alive);
     head(b, "tasks_in_flight", "gauge", "Tasks claimed by runners and not finished.");
-    buf_printf(b, "tasks_in_flight %lld\n", inflight);
-
-    char names[16][128];
-    size_t n = queue_names(alive_from, names, 16);
-    long long depth[16];
-    double age[16];
-    for (size_t i = 0; i < n; i++)
-        if (queue_state(names[i], now_ms, &depth[i], &age[i]) != 0)
-            return;
+    buf_printf(b, "tasks_in_flight %lld\n", s.in_flight);
     head(b, "queue_depth", "gauge", "Tasks waiting in the queue (every priority band).");
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < s.nqueues; i++) {
         buf_puts(b, "queue_depth{queue=\"");
-        label(b, names[i]);
-        buf_printf(b, "\"} %lld\n", depth[i]);
+        label(b, s.queues[i].name);
+        buf_printf(b, "\"} %lld\n", s.queues[i].depth);
     }
     head(b, "queue_oldest_age_seconds", "gauge",
          "Age of the next task to be claimed, counted from the first scrape that saw it.");
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < s.nqueues; i++) {
+        long long ms = s.queues[i].oldest_ms;
         buf_puts(b, "queue_oldest_age_seconds{queue=\"");
-        label(b, names[i]);
-        buf_printf(b, "\"} %.3f\n", age[i]);
+        label(b, s.queues[i].name);
+        buf_printf(b, "\"} %.3f\n", ms < 0 ? 0.0 : (double)ms / 1000.0);
     }
+    qstat_free(&s);
 }
 
 /* GET /metrics */
