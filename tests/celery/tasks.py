@@ -39,3 +39,13 @@ def sleep(seconds):
 @app.task
 def fail(message):
     raise ValueError(message)
+
+
+@app.task(bind=True, max_retries=3)
+def flaky(self, times):
+    """Fails (asking to be retried) until it has been retried `times` times,
+    then returns how many retries it took: lib/tasks.c's tasks.flaky."""
+    if self.request.retries >= times:
+        return self.request.retries
+    raise self.retry(exc=ValueError(
+        f"flaky: attempt {self.request.retries + 1} of {times + 1} failed"), countdown=0.1)
