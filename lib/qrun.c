@@ -482,19 +482,19 @@ int qrun_fail_slot(struct rds *r, const char *inflight, const char *id, const ch
     return st;
 }
 
-int qrun_defer(struct rds *r, const char *inflight, const char *msg, size_t len,
-               long long eta_ms)
+int qrun_send_defer(struct rds *r, const char *inflight, const char *msg, size_t len,
+                    long long eta_ms)
 {
     char eta[24];
     snprintf(eta, sizeof(eta), "%lld", eta_ms);
     const char *args[] = {inflight, msg, eta};
     size_t lens[] = {strlen(inflight), len, strlen(eta)};
-    return (int)int_reply(rds_eval(r, &defer_script, 1, 3, args, lens));
+    return rds_send_eval(r, &defer_script, 1, 3, args, lens);
 }
 
-int qrun_retry(struct rds *r, const char *inflight, const char *msg, size_t len,
-               const char *next, size_t next_len, long long eta_ms, const char *meta_key,
-               const char *meta, long ttl)
+int qrun_send_retry(struct rds *r, const char *inflight, const char *msg, size_t len,
+                    const char *next, size_t next_len, long long eta_ms, const char *meta_key,
+                    const char *meta, long ttl)
 {
     char eta[24], t[24];
     snprintf(eta, sizeof(eta), "%lld", eta_ms);
@@ -505,7 +505,7 @@ int qrun_retry(struct rds *r, const char *inflight, const char *msg, size_t len,
         lens[i] = strlen(args[i]);
     lens[2] = len;
     lens[3] = next_len;
-    return (int)int_reply(rds_eval(r, &retry_script, 2, 7, args, lens));
+    return rds_send_eval(r, &retry_script, 2, 7, args, lens);
 }
 
 long qrun_promote(struct rds *r)

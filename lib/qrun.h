@@ -97,17 +97,20 @@ int qrun_send_finish(struct rds *r, const char *inflight, const char *msg, size_
 int qrun_fail_slot(struct rds *r, const char *inflight, const char *id, const char *meta,
                    long ttl, int failed, long *requeued);
 
-/* Move a claimed message whose eta is ahead into its queue's scheduled set.
- * Returns 1, 2 the claim was lost, -1. */
-int qrun_defer(struct rds *r, const char *inflight, const char *msg, size_t len,
-               long long eta_ms);
+/* Move a claimed message whose eta is ahead into its queue's scheduled set,
+ * sent without waiting (rds_send_eval; the reply, 1 or 2 = claim lost,
+ * arrives through r->on_sent_reply). Returns 0 sent, -1 not sent: the
+ * message stays in flight either way until the script runs. */
+int qrun_send_defer(struct rds *r, const char *inflight, const char *msg, size_t len,
+                    long long eta_ms);
 
 /* A retry: drop msg from inflight, store the RETRY meta (NULL: none) and
- * schedule `next` (cel_redeliver) at eta_ms, in one step. Returns 1, 0 not
- * scheduled (a final state, a revoke, got there first), 2 claim lost, -1. */
-int qrun_retry(struct rds *r, const char *inflight, const char *msg, size_t len,
-               const char *next, size_t next_len, long long eta_ms, const char *meta_key,
-               const char *meta, long ttl);
+ * schedule `next` (cel_redeliver) at eta_ms, in one step, sent without
+ * waiting. Its reply: 1, 0 not scheduled (a final state, a revoke, got there
+ * first), 2 claim lost. Returns 0 sent, -1 not sent. */
+int qrun_send_retry(struct rds *r, const char *inflight, const char *msg, size_t len,
+                    const char *next, size_t next_len, long long eta_ms, const char *meta_key,
+                    const char *meta, long ttl);
 
 /* Move every due scheduled message to the front of its queue (priority
  * band kept, the earliest first). Safe from any number of processes.

@@ -152,7 +152,7 @@ static void nap(double s)
  * keeps its message and result until Redis has answered, so it can be sent
  * again if the connection drops first. */
 struct sent {
-    int finish; /* 0: a STARTED update */
+    int finish; /* 1: a finish; 0: a STARTED update; 2: a defer or retry */
     int failed; /* a final FAILURE: joins the failed list */
     char *msg;
     size_t len;
@@ -180,7 +180,8 @@ struct worker {
     int nbatch, ibatch, k;
     int failed;  /* the result in meta is a final FAILURE */
     int settled; /* run_message dealt with the message itself (defer, retry) */
-    int broken;  /* ...and met a Redis error: the claim stays, put back later */
+    int broken;  /* a defer or retry did not land: its claim stays in flight,
+                  * to be put back once Redis answers (sticky until then) */
     long mem_limit_set; /* RLIMIT_AS applied (MB), 0 none */
     /* sent, reply not read yet: a ring, oldest at head */
     struct sent sent[SENT_MAX];
@@ -232,6 +233,17 @@ static void on_sent_reply(void *arg, redisReply *rep)
     struct sent *e = &w->sent[w->shead];
     w->shead = (w->shead + 1) % SENT_MAX;
     w->nsent--;
+    if (e->finish == 2) {
+        if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+            if (rep != NULL)
+                log_warn("%s: %s; putting it back", e->key, rep->str);
+            w->broken = 1;
+        } else if (rep->type == REDIS_REPLY_INTEGER) {
+            claim_lost(e->key, (int)rep->integer);
+        }
+        sent_free(e);
+        return;
+    }
     if (e->finish && (rep == NULL || rep->type == REDIS_REPLY_ERROR)) {
         if (rep != NULL)
             log_warn("storing %s: %s; retrying", e->key, rep->str);
@@ -370,21 +382,24 @@ static double run_message(struct worker *w, const char *msg, size_t len, int fla
     char err[256];
     json_t *result = NULL;
     const char *status = CEL_SUCCESS;
-    double t0 = clock_now();
+    double t0 = clock_now(), work = -1;
     double now = (double)qrun_now_ms() / 1000.0;
     const struct task_def *t = NULL;
-    w->failed = w->settled = w->broken = 0;
+    w->failed = w->settled = 0;
 
     int parsed = cel_parse(&m, msg, len, err, sizeof(err)) == 0;
     log_set_request_id(m.id); /* the task's lines carry its id */
     snprintf(w->key, sizeof(w->key), CEL_META_PREFIX "%s", m.id ? m.id : "-");
     if (parsed && m.eta > now + 0.001) {
-        /* due later: out of our hands until then (qrun_defer) */
-        int rc = qrun_defer(&w->r, w->inflight, msg, len, (long long)(m.eta * 1000));
+        /* due later: out of our hands until then */
+        sent_room(w);
+        if (qrun_send_defer(&w->r, w->inflight, msg, len, (long long)(m.eta * 1000)) != 0) {
+            w->broken = 1;
+        } else {
+            struct sent e = {.finish = 2, .key = xstrdup(w->key)};
+            sent_push(w, &e);
+        }
         w->settled = 1;
-        w->broken = rc < 0;
-        if (rc == 2)
-            claim_lost(w->key, 2);
         log_debug("Task %s[%s] deferred to its eta", m.task, m.id);
         log_set_request_id(NULL);
         cel_msg_free(&m);
@@ -445,6 +460,7 @@ static double run_message(struct worker *w, const char *msg, size_t len, int fla
             task_interrupt_reset();
             slot_write(&slots[w->slot], &st);
             int rc = task_run(t, arg, &ctx);
+            work = clock_now() - t0;
             struct slot_state idle = {0};
             slot_write(&slots[w->slot], &idle);
             if (rc == 0) {
@@ -469,14 +485,17 @@ static double run_message(struct worker *w, const char *msg, size_t len, int fla
                     buf_clear(&w->meta);
                     if (!m.ignore_result)
                         cel_meta(&w->meta, CEL_RETRY, result, NULL, m.id, m.task);
-                    int rr = qrun_retry(&w->r, w->inflight, msg, len, next.data, next.len, eta,
+                    sent_room(w);
+                    if (qrun_send_retry(&w->r, w->inflight, msg, len, next.data, next.len, eta,
                                         w->key, w->meta.len ? w->meta.data : NULL,
-                                        cfg.result_ttl);
+                                        cfg.result_ttl) != 0) {
+                        w->broken = 1;
+                    } else {
+                        struct sent e = {.finish = 2, .key = xstrdup(w->key)};
+                        sent_push(w, &e);
+                    }
                     buf_free(&next);
                     w->settled = 1;
-                    w->broken = rr < 0;
-                    if (rr == 2)
-                        claim_lost(w->key, 2);
                     status = CEL_RETRY;
                     log_info("Task %s[%s] retry: Retry in %.3fs: %s('%s')", m.task, m.id,
                              (double)after / 1000.0, ctx.exc_type, ctx.message);
@@ -508,7 +527,9 @@ static double run_message(struct worker *w, const char *msg, size_t len, int fla
                      ms ? ms : "");
         }
     }
-    double took = clock_now() - t0;
+    /* the task's own time: a retry's synchronous store is not the task's,
+     * and counting it would shrink the claim batch for nothing */
+    double took = work >= 0 ? work : clock_now() - t0;
     metrics_task_end(parsed ? m.task : NULL, status, took);
     log_set_request_id(NULL);
     json_decref(result);
@@ -564,8 +585,6 @@ static int worker_main(int slot)
                 slowest = took;
             if (w.settled) {
                 free(msg);
-                if (w.broken)
-                    dirty = 1; /* still in flight: put back once Redis answers */
             } else {
                 finish_async(&w, msg, len);
             }
@@ -573,6 +592,8 @@ static int worker_main(int slot)
                 dirty = 1;
             continue;
         }
+        if (w.broken)
+            dirty = 1; /* a defer or retry still in flight: put back below */
         if (dirty || w.r.c == NULL) {
             /* everything we sent is settled (redo) before we put back what
              * is still in flight: claims whose reply was lost */
@@ -586,7 +607,7 @@ static int worker_main(int slot)
                 redis_trouble(&w, "putting back a claim");
                 continue;
             }
-            dirty = 0;
+            dirty = w.broken = 0;
         }
         /* adapt the batch to how long the last one's tasks took */
         if (w.nbatch == w.k && w.nbatch > 0 && w.bflags[0] >= 0 && slowest < 0.001)
