@@ -96,6 +96,7 @@ struct slot_state {
     unsigned gen;
     int busy;
     char id[CEL_ID_MAX + 1];
+    char task[128];          /* its name, for the supervisor's metrics */
     double started;          /* clock_now() at start */
     double hard, soft;       /* time limits, s; 0 none */
     long mem_kb, base_rss_kb; /* memory limit over the RSS at start; 0 none */
@@ -451,6 +452,7 @@ static double run_message(struct worker *w, const char *msg, size_t len, int fla
             /* tell the supervisor what runs, with its limits */
             struct slot_state st = {.busy = 1, .started = clock_now()};
             snprintf(st.id, sizeof(st.id), "%s", m.id);
+            snprintf(st.task, sizeof(st.task), "%s", t->name);
             st.hard = pick(m.time_limit, t->policy.time_limit, cfg.time_limit);
             st.soft = pick(m.soft_time_limit, t->policy.soft_time_limit, cfg.soft_time_limit);
             long mem_mb = pick_long(t->policy.max_memory_mb, cfg.max_memory_mb);
@@ -677,6 +679,8 @@ enum end_reason { END_NONE, END_TIME, END_MEMORY, END_TERMINATE, END_CRASH };
 struct watch {
     enum end_reason reason;
     char id[CEL_ID_MAX + 1];
+    char task[128];
+    double ran; /* seconds the task had run when it was stopped */
     char why[160];  /* the exception message */
     unsigned soft_gen; /* the task (slot gen) already sent its soft signal */
 };
@@ -713,6 +717,8 @@ static void watch_limits(void)
             continue;
         }
         snprintf(watch[i].id, sizeof(watch[i].id), "%s", st.id);
+        snprintf(watch[i].task, sizeof(watch[i].task), "%s", st.task);
+        watch[i].ran = ran;
         log_err("Task %s: %s: stopping worker %d (pid %ld)", st.id, watch[i].why, i,
                 (long)child[i]);
         kill(child[i], SIGKILL);
@@ -729,6 +735,8 @@ static void terminate_task(const char *id)
             continue;
         watch[i].reason = END_TERMINATE;
         snprintf(watch[i].id, sizeof(watch[i].id), "%s", id);
+        snprintf(watch[i].task, sizeof(watch[i].task), "%s", st.task);
+        watch[i].ran = clock_now() - st.started;
         snprintf(watch[i].why, sizeof(watch[i].why), "terminated");
         log_warn("Terminating task %s (revoked): stopping worker %d (pid %ld)", id, i,
                  (long)child[i]);
@@ -757,6 +765,8 @@ static void note_crash(int i, int st)
     }
     watch[i].reason = END_CRASH;
     snprintf(watch[i].id, sizeof(watch[i].id), "%s", ss.id);
+    snprintf(watch[i].task, sizeof(watch[i].task), "%s", ss.task);
+    watch[i].ran = clock_now() - ss.started;
 }
 
 /* Settle the task of a worker stopped for a reason (watch[i]), and put
@@ -786,8 +796,12 @@ static int settle_slot(struct rds *r, int i)
     buf_free(&meta);
     if (rc < 0)
         return -1;
-    if (rc != 3)
+    if (rc != 3) {
         log_warn("Task %s ended %s: %s", wt->id, status, wt->why);
+        /* counted here: the worker that would have counted it is gone */
+        metrics_task_begin();
+        metrics_task_end(wt->task, status, wt->ran);
+    }
     if (back > 0)
         log_warn("worker %d: put %ld unfinished task(s) back in the queue", i, back);
     struct slot_state idle = {0};
@@ -966,6 +980,9 @@ int main(int argc, char **argv)
     }
 
     qrun_failed_limits(cfg.failed_max, cfg.failed_age);
+    /* the supervisor's own counts: tasks it ended (limits, crashes,
+     * terminate); each worker opens its own file after the fork */
+    metrics_open("queue-runner", "", MX_RUNNER);
     slots = mmap(NULL, (size_t)cfg.concurrency * sizeof(*slots), PROT_READ | PROT_WRITE,
                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     if (slots == MAP_FAILED) {

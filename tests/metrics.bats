@@ -618,3 +618,27 @@ print(int(v) if v == int(v) else v)'
 
 prom_has() { prom_value "$1" >/dev/null; }
 prom_is() { [ "$(prom_value "$1")" = "$2" ]; }
+
+@test "tasks the supervisor ends (time limit, crash, terminate) are counted once, by task and state" {
+    start_gateway
+    METRICS_DIR=$GW_STATE/metrics TASK_TIME_LIMIT=2 start_runner -c 2
+    IDS=()
+    submit sleep '{"args":[10]}'
+    submit crash '{}'
+    finished "${IDS[0]}" FAILURE
+    finished "${IDS[1]}" FAILURE
+    # terminated well before its time limit
+    submit sleep '{"args":[10]}'
+    retry 50 0.1 status_is "${IDS[2]}" STARTED
+    api DELETE "/api/tasks/${IDS[2]}?terminate=true"
+    assert_equal "$status" 202
+    finished "${IDS[2]}" REVOKED
+    retry 50 0.1 scraped_is 'tasks_total{task="tasks.sleep",state="REVOKED"}' 1
+    assert_val 'tasks_total{task="tasks.sleep",state="FAILURE"}' 1
+    assert_val 'tasks_total{task="tasks.crash",state="FAILURE"}' 1
+    assert_val 'tasks_total{task="tasks.sleep",state="SUCCESS"}' 0
+    assert_val 'tasks_failed_total' 2
+    assert_val 'task_runtime_seconds_count{task="tasks.sleep"}' 2
+    assert_val tasks_running 0
+    assert_val runners_alive 1
+}
