@@ -87,6 +87,17 @@ static struct rds_script state_script = {
     "  if type(r) == 'table' and r.err then redis.call('RPUSH', 'celery', m) end\n"            \
     "end\n"
 
+/* Into its queue's scheduled set at eta (ms). qrun:eta:<id> lives until
+ * then (+1 s), so a revoke made meanwhile can outlive the wait. */
+#define LUA_SCHEDULE                                                                           \
+    "local function schedule(m, eta)\n"                                                        \
+    "  local q = route(m)\n"                                                                   \
+    "  redis.call('ZADD', 'qrun:scheduled:' .. q, eta, m)\n"                                   \
+    "  redis.call('SADD', 'qrun:queues', q)\n"                                                 \
+    "  local id = msg_id(m)\n"                                                                 \
+    "  if id then redis.call('SET', 'qrun:eta:' .. id, '1', 'PXAT', tonumber(eta) + 1000) end\n" \
+    "end\n"
+
 /* The failed list of a queue: ZSET id -> time (ms), each id's message kept
  * for a re-run under qrun:failedmsg:<id> with the same age as TTL. Trimmed
  * by age and count whenever one is added (and by qrun_purge). */
@@ -223,11 +234,9 @@ static struct rds_script reap_script = {
  * queue's scheduled set, in one step: a delayed task is never held by a
  * runner (no lease can expire on it) and never lost between the two. */
 static struct rds_script defer_script = {
-    LUA_ROUTE
+    LUA_ROUTE LUA_SCHEDULE
     "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 2 end\n"
-    "local q = route(ARGV[1])\n"
-    "redis.call('ZADD', 'qrun:scheduled:' .. q, ARGV[2], ARGV[1])\n"
-    "redis.call('SADD', 'qrun:queues', q)\n"
+    "schedule(ARGV[1], ARGV[2])\n"
     "return 1\n",
     ""};
 
@@ -237,16 +246,14 @@ static struct rds_script defer_script = {
  * at any moment of a backoff loses nothing. A revoke that landed meanwhile
  * (a final state) wins: nothing is scheduled. */
 static struct rds_script retry_script = {
-    LUA_IS_FINAL LUA_ROUTE
+    LUA_IS_FINAL LUA_ROUTE LUA_SCHEDULE
     "if redis.call('LREM', KEYS[1], 1, ARGV[1]) == 0 then return 2 end\n"
     "if is_final(KEYS[2]) then return 0 end\n"
     "if ARGV[4] ~= '' then\n"
     "  redis.call('SET', KEYS[2], ARGV[4], 'EX', ARGV[5])\n"
     "  redis.call('PUBLISH', KEYS[2], ARGV[4])\n"
     "end\n"
-    "local q = route(ARGV[2])\n"
-    "redis.call('ZADD', 'qrun:scheduled:' .. q, ARGV[3], ARGV[2])\n"
-    "redis.call('SADD', 'qrun:queues', q)\n"
+    "schedule(ARGV[2], ARGV[3])\n"
     "return 1\n",
     ""};
 
@@ -296,23 +303,27 @@ static struct rds_script purge_script = {
 /* KEYS[1] once key, KEYS[2] meta, KEYS[3] list or scheduled set; ARGV once
  * ttl, meta, ttl, message, eta ms ('' = now), queue */
 static struct rds_script submit_once_script = {
+    LUA_ROUTE LUA_SCHEDULE
     "if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return 0 end\n"
     "redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3])\n"
     "if ARGV[5] == '' then redis.call('LPUSH', KEYS[3], ARGV[4])\n"
-    "else redis.call('ZADD', KEYS[3], ARGV[5], ARGV[4]) end\n"
+    "else schedule(ARGV[4], ARGV[5]) end\n"
     "redis.call('SADD', 'qrun:queues', ARGV[6])\n"
     "return 1\n",
     ""};
 
-/* KEYS[1] meta, KEYS[2] revoked; ARGV ttl, REVOKED meta, mark, channel,
- * broadcast, terminate. */
+/* KEYS[1] meta, KEYS[2] revoked, KEYS[3] eta; ARGV ttl, REVOKED meta,
+ * mark, channel, broadcast, terminate. */
 static struct rds_script revoke_script = {
     LUA_WITH_NAME
     "local st\n"
     "local cur = redis.pcall('GET', KEYS[1])\n"
     "if type(cur) == 'string' then st = string.match(cur, '\"status\":%s*\"(%u+)\"') end\n"
     "if st == 'SUCCESS' or st == 'FAILURE' then return st end\n"
-    "redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[1])\n"
+    /* a delayed task: the revoke must outlive the wait (qrun:eta:<id>) */
+    "local ttl, left = tonumber(ARGV[1]), redis.call('PTTL', KEYS[3])\n"
+    "if left > 0 then ttl = ttl + math.ceil(left / 1000) end\n"
+    "redis.call('SET', KEYS[2], ARGV[3], 'EX', ttl)\n"
     "redis.call('PUBLISH', ARGV[4], ARGV[5])\n"
     "if st == 'REVOKED' then return st end\n"
     "if st == 'STARTED' and ARGV[6] ~= '1' then return 'RUNNING' end\n"
@@ -320,6 +331,20 @@ static struct rds_script revoke_script = {
     "redis.call('SET', KEYS[1], meta, 'EX', ARGV[1])\n"
     "redis.call('PUBLISH', KEYS[1], meta)\n"
     "return 'OK'\n",
+    ""};
+
+/* KEYS[1] revoked, KEYS[2] eta; ARGV ttl, mark: a revoke heard on the
+ * pidbox channel (ours or Python's), kept at least as long as it was and
+ * past the task's eta. */
+static struct rds_script note_revoke_script = {
+    "local ttl, left = tonumber(ARGV[1]), redis.call('PTTL', KEYS[2])\n"
+    "if left > 0 then ttl = ttl + math.ceil(left / 1000) end\n"
+    "local cur = redis.call('TTL', KEYS[1])\n"
+    "if cur > ttl then ttl = cur end\n"
+    "local mark = ARGV[2]\n"
+    "if redis.call('GET', KEYS[1]) == 'terminate' then mark = 'terminate' end\n"
+    "redis.call('SET', KEYS[1], mark, 'EX', ttl)\n"
+    "return 1\n",
     ""};
 
 /* KEYS[1] meta; ARGV id, the failed message as read, new message, PENDING
@@ -621,18 +646,22 @@ int qrun_submit(struct rds *r, const char *name, const char *id, json_t *args, j
     if (submission(&s, name, id, args, kwargs, o) != 0)
         return -1;
     const char *queue = o && o->queue ? o->queue : "celery";
-    int rc = -1;
+    int delayed = s.eta_ms[0] != '\0';
+    int rc = -1, n = delayed ? 6 : 5; /* replies: MULTI, the commands, EXEC */
     if (rds_append(r, "MULTI") == 0 &&
         rds_append(r, "SET %s %b EX %ld", s.mkey, s.meta.data, s.meta.len, ttl) == 0 &&
-        (s.eta_ms[0] ? rds_append(r, "ZADD %s %s %b", s.target, s.eta_ms, s.msg.data, s.msg.len)
-                     : rds_append(r, "LPUSH %s %b", s.target, s.msg.data, s.msg.len)) == 0 &&
-        rds_append(r, "SADD " QRUN_QUEUES " %s", queue) == 0 && rds_append(r, "EXEC") == 0) {
+        (delayed ? rds_append(r, "ZADD %s %s %b", s.target, s.eta_ms, s.msg.data, s.msg.len)
+                 : rds_append(r, "LPUSH %s %b", s.target, s.msg.data, s.msg.len)) == 0 &&
+        rds_append(r, "SADD " QRUN_QUEUES " %s", queue) == 0 &&
+        (!delayed || rds_append(r, "SET " QRUN_ETA "%s 1 PXAT %lld", id,
+                                strtoll(s.eta_ms, NULL, 10) + 1000) == 0) &&
+        rds_append(r, "EXEC") == 0) {
         rc = 0;
-        for (int i = 0; i < 5; i++) {
+        for (int i = 0; i < n; i++) {
             redisReply *rep = rds_reply(r);
             if (rep == NULL)
                 rc = -1;
-            else if (i == 4 && rep->type != REDIS_REPLY_ARRAY)
+            else if (i == n - 1 && rep->type != REDIS_REPLY_ARRAY)
                 rc = -1; /* EXEC aborted */
             freeReplyObject(rep);
         }
@@ -675,9 +704,11 @@ int qrun_revoke(struct rds *r, const char *id, int terminate, long ttl, char *st
     cel_meta(&meta, CEL_REVOKED, exc, NULL, id, NULL);
     json_decref(exc);
     cel_revoke_broadcast(&bc, id, terminate);
-    const char *args[] = {mkey, rkey, t, meta.data, terminate ? "terminate" : "1",
+    char ekey[sizeof(QRUN_ETA) + CEL_ID_MAX];
+    snprintf(ekey, sizeof(ekey), QRUN_ETA "%s", id);
+    const char *args[] = {mkey, rkey, ekey, t, meta.data, terminate ? "terminate" : "1",
                           chan, bc.data, terminate ? "1" : "0"};
-    redisReply *rep = rds_eval(r, &revoke_script, 2, 8, args, NULL);
+    redisReply *rep = rds_eval(r, &revoke_script, 3, 9, args, NULL);
     buf_free(&meta);
     buf_free(&bc);
     if (rep == NULL)
@@ -689,6 +720,18 @@ int qrun_revoke(struct rds *r, const char *id, int terminate, long ttl, char *st
     }
     freeReplyObject(rep);
     return rc;
+}
+
+int qrun_note_revoke(struct rds *r, const char *id, int terminate, long ttl)
+{
+    if (!cel_id_valid(id))
+        return -1;
+    char rkey[sizeof(QRUN_REVOKED) + CEL_ID_MAX], ekey[sizeof(QRUN_ETA) + CEL_ID_MAX], t[24];
+    snprintf(rkey, sizeof(rkey), QRUN_REVOKED "%s", id);
+    snprintf(ekey, sizeof(ekey), QRUN_ETA "%s", id);
+    snprintf(t, sizeof(t), "%ld", ttl);
+    const char *args[] = {rkey, ekey, t, terminate ? "terminate" : "1"};
+    return int_reply(rds_eval(r, &note_revoke_script, 2, 4, args, NULL)) == 1 ? 0 : -1;
 }
 
 int qrun_rerun(struct rds *r, const char *id, long ttl, char *task, size_t task_len)

@@ -18,7 +18,10 @@
  *   qrun:scheduled:<queue>    ZSET  delayed messages (eta, countdown, retry
  *                                   backoff) -> eta in ms; moved to the queue
  *                                   when due by qrun_promote
+ *   qrun:eta:<id>             STRING a delayed task's eta, as its expiry, so
+ *                                   a revoke can outlive the wait
  *   qrun:revoked:<id>         STRING a revoke ("1" or "terminate"), TTL
+ *                                   RESULT_EXPIRES past the task's eta
  *   qrun:failed:<queue>       ZSET  ids that ended FAILURE -> time (ms), bounded
  *   qrun:failedmsg:<id>       STRING their message, for a re-run, TTL
  *
@@ -37,6 +40,7 @@
 #define QRUN_REVOKED "qrun:revoked:"
 #define QRUN_FAILED "qrun:failed:"
 #define QRUN_FAILEDMSG "qrun:failedmsg:"
+#define QRUN_ETA "qrun:eta:"
 #define QRUN_MAX_SLOTS 256
 #define QRUN_FAILED_MAX 10000   /* failed ids kept per queue */
 #define QRUN_FAILED_AGE 604800 /* and for this long (s) */
@@ -129,6 +133,11 @@ long qrun_purge(struct rds *r, long max_age_s, long max_count);
  * finished: nothing done). Returns 0 or -1. */
 int qrun_revoke(struct rds *r, const char *id, int terminate, long ttl, char *state,
                 size_t state_len);
+
+/* Record a revoke heard on the pidbox channel (a runner's job: Python's
+ * app.control.revoke stores nothing), for ttl s past the task's eta, never
+ * shortening one already there. Returns 0 or -1. */
+int qrun_note_revoke(struct rds *r, const char *id, int terminate, long ttl);
 
 /* Re-run a task from its queue's failed list: same id, retries 0, PENDING,
  * queued again. Returns 1 (task name in task), 0 not in a failed list, -1. */

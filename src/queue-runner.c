@@ -823,9 +823,8 @@ static void on_control(struct rds *r, const char *raw, size_t len)
     json_t *v;
     json_array_foreach(ids, i, v) {
         const char *id = json_string_value(v);
-        redisReply *rep = rds_command(r, "SET " QRUN_REVOKED "%s %s EX %ld", id,
-                                      terminate ? "terminate" : "1", cfg.result_ttl);
-        freeReplyObject(rep);
+        if (qrun_note_revoke(r, id, terminate, cfg.result_ttl) != 0)
+            log_warn("revoke of %s not stored: %s", id, r->err);
         log_info("Tasks flagged as revoked: %s", id);
         if (terminate)
             terminate_task(id);

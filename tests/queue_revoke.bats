@@ -275,3 +275,24 @@ terminated() {
     wait_status "$ID" SUCCESS 50
     assert_equal "$(result "$ID")" 4
 }
+
+@test "a revoke outlives a wait longer than RESULT_EXPIRES: the delayed task still never runs" {
+    # results (and revokes) live 2 s here; the task waits 4 s
+    start_gateway GW_PROCS=1 RESULT_EXPIRES=2
+    RESULT_EXPIRES=2 start_runner -c 1
+    submit add '{"args":[1,2],"countdown":4}'
+    local id=$ID
+    [ "$(rcli pttl "qrun:eta:$id")" -gt 3000 ]
+    api DELETE "/api/tasks/$id"
+    assert_equal "$status" 202
+    # the revoke lasts until the eta, plus RESULT_EXPIRES
+    [ "$(rcli ttl "qrun:revoked:$id")" -ge 5 ]
+    submit add '{"args":[3,4],"countdown":4.5}'
+    local after=$ID
+    wait_status "$after" SUCCESS 100
+    assert_equal "$(succeeded "$id")" 0
+    run -0 grep -c "Discarding revoked task: tasks.add\[$id\]" "$RUNNER_LOG"
+    assert_output 1
+    assert_equal "$(rcli zcard qrun:scheduled:celery)" 0
+    assert_equal "$(inflight_count)" 0
+}
