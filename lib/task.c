@@ -121,30 +121,34 @@ int task_ok(struct task_ctx *ctx, json_t *result)
     return 0;
 }
 
-int task_fail(struct task_ctx *ctx, const char *type, const char *module, const char *fmt, ...)
+/* The exception a failing (or retrying) task raises. */
+static int raise_exc(struct task_ctx *ctx, const char *type, const char *module,
+                     const char *fmt, va_list ap)
 {
     snprintf(ctx->exc_type, sizeof(ctx->exc_type), "%s", type);
     snprintf(ctx->exc_module, sizeof(ctx->exc_module), "%s", module);
-    va_list ap;
-    va_start(ap, fmt);
     vsnprintf(ctx->message, sizeof(ctx->message), fmt, ap);
-    va_end(ap);
     json_decref(ctx->result);
     ctx->result = NULL;
+    return -1;
+}
+
+int task_fail(struct task_ctx *ctx, const char *type, const char *module, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    raise_exc(ctx, type, module, fmt, ap);
+    va_end(ap);
     return -1;
 }
 
 int task_retry(struct task_ctx *ctx, long after_ms, const char *type, const char *module,
                const char *fmt, ...)
 {
-    snprintf(ctx->exc_type, sizeof(ctx->exc_type), "%s", type);
-    snprintf(ctx->exc_module, sizeof(ctx->exc_module), "%s", module);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(ctx->message, sizeof(ctx->message), fmt, ap);
+    raise_exc(ctx, type, module, fmt, ap);
     va_end(ap);
-    json_decref(ctx->result);
-    ctx->result = NULL;
     ctx->retry = 1;
     ctx->retry_after_ms = after_ms;
     return -1;

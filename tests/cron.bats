@@ -87,7 +87,6 @@ supervisors() {
 }
 
 # wait_status ID STATUS: poll the stored meta (0.1 s steps, 10 s)
-wait_status() { retry 100 0.1 status_is "$1" "$2"; }
 
 no_runner_left() { [ -z "$(runners)" ]; }
 
@@ -122,7 +121,6 @@ schedule() {
 
 beat() { "$CRON/beat" "$@"; }
 qrunctl() { "$GW_BIN/qrunctl" "$@"; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # msg_get LIST INDEX EXPR: EXPR (jget) over the message at INDEX of LIST,
 # with `b` its decoded body [args, kwargs, embed]

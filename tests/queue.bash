@@ -275,3 +275,21 @@ inflight_count() {
 }
 
 UUID_RE='^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+
+# submit TASK BODY: POST /api/tasks/TASK; sets ID (and status/body/headers)
+submit() {
+    api POST "/api/tasks/$1" -H 'Content-Type: application/json' --data-binary "$2"
+    ID=
+    if [[ $body =~ \"id\":\"([^\"]*)\" ]]; then ID=${BASH_REMATCH[1]}; fi
+}
+
+# wait_status ID STATUS [TRIES]: poll the stored meta (0.1 s steps)
+wait_status() { retry "${3:-100}" 0.1 status_is "$1" "$2"; }
+
+# succeeded_lines LOG ID: how many times the runner logged the task's success
+succeeded_lines() { grep -c "Task tasks\.[a-z]*\[$2\] succeeded in" "$1" || true; }
+
+# result ID: the stored result, as JSON
+result() { jget "$(meta "$1")" 'j["result"]'; }
+
+now_ms() { date +%s%3N; }

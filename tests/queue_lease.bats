@@ -22,9 +22,6 @@ teardown() {
     queue_teardown
 }
 
-wait_status() { retry "${3:-100}" 0.1 status_is "$1" "$2"; }
-succeeded_lines() { grep -c "Task tasks\.[a-z]*\[$2\] succeeded in" "$1" || true; }
-
 # publications ID FILE: record every result published for the task into
 # FILE (redis-cli SUBSCRIBE, one line per field), in the background: SUB_PID
 publications() {

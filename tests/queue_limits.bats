@@ -21,12 +21,6 @@ teardown() {
     queue_teardown
 }
 
-wait_status() { retry "${3:-100}" 0.1 status_is "$1" "$2"; }
-
-now_ms() { date +%s%3N; }
-
-result() { jget "$(meta "$1")" 'j["result"]'; }
-
 pyq() {
     (cd "$CELERY_DIR" && PYTHONPATH=$CELERY_DIR exec "$PY" queue_client.py "$@")
 }

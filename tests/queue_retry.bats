@@ -25,18 +25,6 @@ teardown() {
     return "$rc"
 }
 
-# submit TASK BODY: POST /api/tasks/TASK; sets ID (and status/body/headers)
-submit() {
-    api POST "/api/tasks/$1" -H 'Content-Type: application/json' --data-binary "$2"
-    ID=
-    if [[ $body =~ \"id\":\"([^\"]*)\" ]]; then ID=${BASH_REMATCH[1]}; fi
-}
-
-# wait_status ID STATUS [TRIES]: poll the stored meta (0.1 s steps)
-wait_status() { retry "${3:-100}" 0.1 status_is "$1" "$2"; }
-
-now_ms() { date +%s%3N; }
-
 # wait_until_ms T: until the clock passes T (ms since epoch)
 wait_until_ms() { while [ "$(now_ms)" -lt "$1" ]; do sleep 0.05; done; }
 
@@ -65,7 +53,6 @@ pyq() {
 }
 
 # result ID: the stored result, as compact JSON
-result() { jget "$(meta "$1")" 'j["result"]'; }
 
 # start_watch QUEUE: record every message that enters qrun:scheduled:QUEUE
 # (tests/celery/watch_scheduled.py) into $WATCH_OUT, one JSON line each

@@ -17,16 +17,6 @@ teardown() {
     queue_teardown
 }
 
-# submit TASK BODY: POST /api/tasks/TASK; sets ID (and status/body/headers)
-submit() {
-    api POST "/api/tasks/$1" -H 'Content-Type: application/json' --data-binary "$2"
-    ID=
-    if [[ $body =~ \"id\":\"([^\"]*)\" ]]; then ID=${BASH_REMATCH[1]}; fi
-}
-
-# wait_status ID STATUS [TRIES]: poll the stored meta (0.1 s steps)
-wait_status() { retry "${3:-100}" 0.1 status_is "$1" "$2"; }
-
 # succeeded ID: how many times any runner of the test logged the task's success
 succeeded() {
     local n=0 d c
@@ -41,8 +31,6 @@ succeeded() {
 pyq() {
     (cd "$CELERY_DIR" && PYTHONPATH=$CELERY_DIR exec "$PY" queue_client.py "$@")
 }
-
-result() { jget "$(meta "$1")" 'j["result"]'; }
 
 # pidbox_listeners: subscribers of Celery's broadcast channel (by name or pattern)
 pidbox_listeners() {

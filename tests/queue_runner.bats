@@ -15,12 +15,6 @@ teardown() {
     queue_teardown
 }
 
-# wait_status ID STATUS [TRIES]: poll the stored meta (0.1 s steps)
-wait_status() { retry "${3:-100}" 0.1 status_is "$1" "$2"; }
-
-# succeeded_lines LOG ID: how many times the runner logged the task's success
-succeeded_lines() { grep -c "Task tasks\.[a-z]*\[$2\] succeeded in" "$1" || true; }
-
 # results FILE: tests/celery/results.py over enqueue.py's ids
 results() { "$PY" "$CELERY_DIR/results.py" "$1"; }
 

@@ -75,7 +75,6 @@ PY
 # gt A B: A > B, as numbers
 gt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a + 0 > b + 0) }'; }
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 @test "an empty system: celery alone, nothing waiting, no runners" {
     queues

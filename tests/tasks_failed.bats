@@ -17,18 +17,6 @@ teardown() {
     queue_teardown
 }
 
-submit() {
-    api POST "/api/tasks/$1" -H 'Content-Type: application/json' --data-binary "$2"
-    ID=
-    if [[ $body =~ \"id\":\"([^\"]*)\" ]]; then ID=${BASH_REMATCH[1]}; fi
-}
-
-wait_status() { retry "${3:-100}" 0.1 status_is "$1" "$2"; }
-
-now_ms() { date +%s%3N; }
-
-result() { jget "$(meta "$1")" 'j["result"]'; }
-
 # failed_list [QUERY]: GET /api/tasks?status=FAILURE[&QUERY], must be 200
 failed_list() {
     api GET "/api/tasks?status=FAILURE${1:+&$1}"

@@ -22,13 +22,6 @@ teardown() {
     stop_runners
 }
 
-# submit TASK BODY: POST /api/tasks/TASK; sets ID (and status/body/headers)
-submit() {
-    api POST "/api/tasks/$1" -H 'Content-Type: application/json' --data-binary "$2"
-    ID=
-    if [[ $body =~ \"id\":\"([^\"]*)\" ]]; then ID=${BASH_REMATCH[1]}; fi
-}
-
 # fast CODE CURL-ARGS...: the request (with the token) answers CODE in under 1 s
 fast() {
     local want=$1 got
