@@ -52,17 +52,29 @@ assert_mix() {
     # after a few thousand requests (its build plateaus there too)
     load_mix 6000
     assert_mix 3000 1000 1000 1000
-    # (one round left the sanitizer build's RSS still settling, +276 kB
-    # once in a while without any growth after: a second one settles it)
-    load_mix 6000
-    local before after
-    before=$(rss_kb "$ROUTE_PID")
-    load_mix 6000
-    assert_mix 3000 1000 1000 1000
-    after=$(rss_kb "$ROUTE_PID")
-    echo "VmRSS before ${before} kB, after ${after} kB" >&3
+    # Then three measured rounds. A leak grows the process in every round;
+    # the allocator settling (ASan's, under a loaded machine) is a step now
+    # and then, +276..320 kB seen once in a round with no growth after. So:
+    # the quietest round must be flat, and the three together small.
+    local rounds=() prev now r
+    prev=$(rss_kb "$ROUTE_PID")
+    for r in 1 2 3; do
+        load_mix 6000
+        assert_mix 3000 1000 1000 1000
+        now=$(rss_kb "$ROUTE_PID")
+        rounds+=($((now - prev)))
+        prev=$now
+    done
+    echo "VmRSS growth per round of 6000 requests: ${rounds[*]} kB" >&3
     [ "$ROUTE_PID" = "$(route_pids hello)" ] # the same process served them all
-    # 256 kB over 6000 requests: a leak of 44 bytes a request fails here;
-    # LeakSanitizer at exit (sanitizer build) reports smaller unreachable ones
-    [ $((after - before)) -le 256 ]
+    local min=${rounds[0]} sum=0
+    for r in "${rounds[@]}"; do
+        [ "$r" -lt "$min" ] && min=$r
+        sum=$((sum + r))
+    done
+    # 32 kB in the quietest round: a leak of 6 bytes a request fails here
+    # (every round grows); LeakSanitizer at exit (sanitizer build) reports
+    # smaller unreachable ones
+    [ "$min" -le 32 ]
+    [ "$sum" -le 512 ]
 }
