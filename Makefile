@@ -35,7 +35,7 @@ UNITS    := $(patsubst tests/unit/%.c,$(TOUT)/unit/%,$(wildcard tests/unit/test_
 REPLAY   := $(TOUT)/fuzz/replay $(TOUT)/fuzz/replay_fcgi $(TOUT)/fuzz/replay_token \
             $(TOUT)/fuzz/replay_celery
 
-.PHONY: all run test check unit bench fuzz lint clean deps
+.PHONY: all run test check unit bench fuzz lint clean deps install
 all: $(ROUTES) $(BINS)
 
 $(OUT)/cgi-bin/%: $(OBJ)/fcgi/%.o $(LIB_OBJ)
@@ -110,6 +110,46 @@ lint:
 
 clean:
 	rm -rf build cgi-bin bin
+
+# make install [PREFIX=/usr/local] [DESTDIR=] [SYSCONFDIR=/etc]
+#              [LOCALSTATEDIR=/var] [SYSTEMDDIR=$(PREFIX)/lib/systemd/system]
+# One tree, LIBDIR, laid out as the checkout's runtime files (so
+# scripts/gateway, cron/ and /api/ready find everything as they do here),
+# the lighttpd includes for a host's own lighttpd, and the systemd units.
+# Installed files name the final paths, without DESTDIR. The host itself is
+# prepared at its first start (LIBDIR/scripts/setup), not here.
+PREFIX        ?= /usr/local
+SYSCONFDIR    ?= /etc
+LOCALSTATEDIR ?= /var
+SYSTEMDDIR    ?= $(PREFIX)/lib/systemd/system
+LIBDIR        := $(PREFIX)/lib/apistack
+INSTALL_SED    = sed -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+                     -e 's|@LOCALSTATEDIR@|$(LOCALSTATEDIR)|g'
+install:
+	@if [ -n "$(SANITIZE)" ]; then echo "install: the sanitizer build is for tests" >&2; exit 1; fi
+	@scripts/deps build
+	@$(MAKE) --no-print-directory all
+	install -d $(DESTDIR)$(LIBDIR)/bin $(DESTDIR)$(LIBDIR)/cgi-bin $(DESTDIR)$(LIBDIR)/scripts \
+	    $(DESTDIR)$(LIBDIR)/deploy/lighttpd $(DESTDIR)$(SYSCONFDIR)/lighttpd/conf-available \
+	    $(DESTDIR)$(SYSTEMDDIR)
+	install -m 0755 $(BINS) $(DESTDIR)$(LIBDIR)/bin/
+	install -m 0755 $(ROUTES) $(DESTDIR)$(LIBDIR)/cgi-bin/
+	install -m 0755 scripts/gateway scripts/backends scripts/setup scripts/lighttpd-site \
+	    $(DESTDIR)$(LIBDIR)/scripts/
+	install -m 0644 scripts/settings.sh $(DESTDIR)$(LIBDIR)/scripts/
+	printf 'LIBDIR=%s\nSYSCONFDIR=%s\nLOCALSTATEDIR=%s\n' '$(LIBDIR)' '$(SYSCONFDIR)' \
+	    '$(LOCALSTATEDIR)' >$(DESTDIR)$(LIBDIR)/scripts/paths
+	install -m 0644 lighttpd.conf lighttpd-routes.conf prometheus.yml $(DESTDIR)$(LIBDIR)/
+	install -m 0644 deploy/lighttpd/api-common.conf $(DESTDIR)$(LIBDIR)/deploy/lighttpd/
+	rm -rf $(DESTDIR)$(LIBDIR)/www $(DESTDIR)$(LIBDIR)/sql $(DESTDIR)$(LIBDIR)/cron
+	cp -R www sql cron $(DESTDIR)$(LIBDIR)/
+	for f in deploy/lighttpd/*.conf.in; do \
+	    $(INSTALL_SED) $$f >$(DESTDIR)$(SYSCONFDIR)/lighttpd/conf-available/$$(basename $$f .in) || exit 1; \
+	done
+	for f in deploy/systemd/*.service; do \
+	    [ -e "$$f" ] || continue; \
+	    $(INSTALL_SED) $$f >$(DESTDIR)$(SYSTEMDDIR)/$$(basename $$f) || exit 1; \
+	done
 
 -include $(shell find build -name '*.d' 2>/dev/null)
 .SECONDARY:

@@ -320,5 +320,6 @@ int main(int argc, char **argv)
         {"CORS_ORIGINS", CONF_STR, "", &cfg.cors, 0, 0, NULL, NULL},
     };
     serve_on_start = warm_up;
+    serve_cgi_authorizer = 1; /* under mod_cgi it wraps the routes (serve.h) */
     return serve_main(argc, argv, "auth", conf, sizeof(conf) / sizeof(conf[0]), authorize);
 }

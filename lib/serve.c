@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <fcgiapp.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +11,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "mem.h"
 #include "metrics.h"
 
 extern char **environ;
@@ -78,6 +81,10 @@ static int io_write(struct io *io, const char *src, size_t n)
 /* Request state lives across requests so that a warm process serves without
  * allocating: every buffer keeps its capacity and is cleared, not freed. */
 void (*serve_on_start)(void);
+int serve_cgi_authorizer;
+
+/* Under CGI, as the interpreter of a route program: its path (argv[1]). */
+static const char *wrapped_route;
 
 static struct http_req rq;
 static struct http_resp rs;
@@ -86,6 +93,64 @@ static struct buf out;
  * it quotes live in the request environment, which finishing frees. */
 static struct buf logline;
 static double t_start;
+
+/* The CGI authorizer's acceptance: its Variable-NAME headers become the
+ * environment of the route program, which then runs in this process with
+ * the request's body still unread on stdin. Nothing of the caller's own
+ * making may reach the route as an identity, so the names the authorizer
+ * hands on are cleared first. Returns only on failure, with rs a 500. */
+static void exec_route(struct http_resp *resp)
+{
+    static const char *const handed[] = {"AUTH_SUB", "AUTH_SCOPE", "CORS_ORIGIN"};
+    for (size_t i = 0; i < sizeof(handed) / sizeof(handed[0]); i++)
+        unsetenv(handed[i]);
+    const char *p = resp->headers.data, *end = p + resp->headers.len;
+    while (p != NULL && p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        if (eol == NULL)
+            break;
+        if (strncmp(p, "Variable-", 9) == 0) {
+            const char *colon = memchr(p, ':', (size_t)(eol - p));
+            if (colon != NULL) {
+                char name[64], value[1024];
+                snprintf(name, sizeof(name), "%.*s", (int)(colon - p - 9), p + 9);
+                const char *v = colon + 1 + (colon[1] == ' ');
+                snprintf(value, sizeof(value), "%.*s", (int)(eol - v), v);
+                setenv(name, value, 1);
+            }
+        }
+        p = eol + 2;
+    }
+    execl(wrapped_route, wrapped_route, (char *)NULL);
+    log_err("cannot run route program %s: %s", wrapped_route, strerror(errno));
+    http_resp_clear(resp);
+    http_error(resp, 500, NULL);
+}
+
+/* The route a CGI authorizer was given must be a program beside it (what
+ * lighttpd's cgi.assign hands over), and not itself. */
+static int route_beside_us(const char *route, char *err, size_t errlen)
+{
+    char self[PATH_MAX], real[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0 || realpath(route, real) == NULL) {
+        snprintf(err, errlen, "%.100s: %s", route, strerror(errno));
+        return -1;
+    }
+    self[n] = '\0';
+    if (strcmp(self, real) == 0) {
+        snprintf(err, errlen, "%.100s: the authorizer cannot wrap itself", route);
+        return -1;
+    }
+    char self_dir[PATH_MAX], real_dir[PATH_MAX];
+    snprintf(self_dir, sizeof(self_dir), "%s", dirname(self));
+    snprintf(real_dir, sizeof(real_dir), "%s", dirname(real));
+    if (strcmp(self_dir, real_dir) != 0 || access(route, X_OK) != 0) {
+        snprintf(err, errlen, "%.100s: not a route program in %.100s", route, self_dir);
+        return -1;
+    }
+    return 0;
+}
 
 static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
 {
@@ -102,7 +167,7 @@ static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
     for (char *const *e = envp; *e != NULL && role == NULL; e++)
         if (strncmp(*e, "FCGI_ROLE=", 10) == 0)
             role = *e + 10;
-    int authorizer = role != NULL && strcmp(role, "AUTHORIZER") == 0;
+    int authorizer = wrapped_route != NULL || (role != NULL && strcmp(role, "AUTHORIZER") == 0);
     if (http_req_parse(&rq, envp, cfg.prefix, &rs) == 0 &&
         (authorizer || http_req_body_len(&rq, (size_t)cfg.max_body, &len, &rs) == 0)) {
         log_set_request_id(rq.request_id);
@@ -114,6 +179,8 @@ static void handle(char *const *envp, struct io *io, http_handler_fn *handler)
             handler(&rq, &rs);
     }
     serve_complete(&rq, &rs);
+    if (wrapped_route != NULL && rs.status == 200)
+        exec_route(&rs); /* returns only when it could not: 500 */
 
     if (!authorizer)
         io_drain(io);
@@ -164,10 +231,25 @@ int serve_setup(int argc, char **argv, const char *name, const struct conf_entry
         return -1;
     }
     log_init(name, level_values[cfg.log_level]);
+    if (argc == 2 && serve_cgi_authorizer && argv[1][0] == '/') {
+        if (route_beside_us(argv[1], err, sizeof(err)) != 0) {
+            log_err("%s", err);
+            *exit_code = 1;
+            return -1;
+        }
+        wrapped_route = argv[1];
+        /* the rules are written for lighttpd's authorizer prefix */
+        free(cfg.prefix);
+        cfg.prefix = xstrdup("/api");
+        return 0;
+    }
     if (argc > 1) { /* --check: the settings are read, and good */
         int check = strcmp(argv[1], "--check") == 0;
         if (!check)
-            log_err("usage: %s [--check] (run by lighttpd as FastCGI, or as CGI)", argv[0]);
+            log_err(serve_cgi_authorizer
+                        ? "usage: %s [--check | /path/to/cgi-bin/<route> (as CGI)] (run by lighttpd as FastCGI, or as CGI)"
+                        : "usage: %s [--check] (run by lighttpd as FastCGI, or as CGI)",
+                    argv[0]);
         free(cfg.prefix);
         cfg.prefix = NULL;
         *exit_code = check ? 0 : 2;
@@ -200,6 +282,11 @@ int serve_main(int argc, char **argv, const char *name, const struct conf_entry 
     if (FCGX_Init() != 0) {
         log_err("FCGX_Init failed");
         return 1;
+    }
+    if (wrapped_route != NULL && !FCGX_IsCGI()) {
+        log_err("a route program to run is an argument only under CGI");
+        free(cfg.prefix);
+        return 2;
     }
     if (FCGX_IsCGI()) {
         struct io io = {NULL};

@@ -34,6 +34,19 @@ int serve_main(int argc, char **argv, const char *name, const struct conf_entry 
  * loads the revoked-token list). NULL: none. */
 extern void (*serve_on_start)(void);
 
+/* Set (to 1) before serve_main by an authorizer (fcgi/auth.c). mod_cgi has
+ * no authorizer role, so under CGI (hosts that allow only CGI) it runs as
+ * the interpreter of every route program under /api/: lighttpd's
+ * `cgi.assign = ( "" => ".../cgi-bin/auth" )` makes each request
+ * `auth /path/to/cgi-bin/<route>`. It then checks the request as under
+ * FastCGI (prefix /api, the body left unread on stdin); on 200 its
+ * Variable-NAME headers become the environment and the route program is
+ * executed in its place (AUTH_SUB, AUTH_SCOPE and CORS_ORIGIN cleared
+ * first: only the authorizer names them); any other answer is written as
+ * the CGI response. The route must be another program in the authorizer's
+ * own directory, else it does not start (exit 1). */
+extern int serve_cgi_authorizer;
+
 /* The pieces serve_main is made of, for other servers (aserve.h). */
 struct serve_settings {
     int log_level; /* index into LOG_LEVEL's choices */

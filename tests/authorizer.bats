@@ -173,11 +173,11 @@ other_gateway_done() {
     other_gateway_done
 }
 
-@test "every setting a route program reads is in that route's bin-copy-environment in lighttpd.conf" {
+@test "every setting a route program reads is in that route's bin-copy-environment in lighttpd-routes.conf" {
     run -0 /usr/bin/python3 - "$REPO" <<'PY'
 import os, re, sys
 repo = sys.argv[1]
-conf = open(os.path.join(repo, "lighttpd.conf")).read()
+conf = open(os.path.join(repo, "lighttpd-routes.conf")).read()
 common = re.search(r'var\.env = \(([^)]*)\)', conf).group(1)
 common = set(re.findall(r'"([A-Z_]+)"', common))
 def reads(path):
@@ -190,7 +190,7 @@ missing = []
 routes = 0
 for f in sorted(os.listdir(os.path.join(repo, "fcgi"))):
     name = f[:-2]
-    m = re.search(r'"bin-path"\s*=> var\.cgi_bin \+ "/%s",\n\s*"bin-copy-environment" => ([^\n]*)' % name, conf)
+    m = re.search(r'"%s" => var\.gw_be_%s \+ \(\n(?:\s*"mode"[^\n]*\n)?\s*"bin-copy-environment" => ([^\n]*)' % (name, name), conf)
     if not m:
         missing.append("%s: no bin-copy-environment" % name)
         continue

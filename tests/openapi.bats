@@ -3,7 +3,7 @@
 # stack: lighttpd with the route programs of the build under test, a private
 # Redis, PostgreSQL with the migrations, and a queue runner. No mocks.
 #   - it is served at /openapi.json as application/json, and is valid;
-#   - every route of lighttpd.conf's fastcgi.server is in it, and every path
+#   - every route of lighttpd-routes.conf's fastcgi.server is in it, and every path
 #     in it is routed to a route program (not lighttpd's own 404);
 #   - real answers (successes and the documented errors) validate against
 #     the spec's response schema for their status (tests/openapi_check.py,
@@ -77,14 +77,14 @@ submit() {
     ID=$(jget "$body" 'j["id"]')
 }
 
-# the fastcgi.server prefixes of lighttpd.conf but the authorizer's "/api/"
+# the fastcgi.server prefixes of lighttpd-routes.conf but the authorizer's "/api/"
 conf_routes() {
     "$PY" -c 'import re, sys
 conf = open(sys.argv[1]).read()
 block = conf[conf.index("fastcgi.server = ("):]
 for m in re.finditer(r"^\s*\"(/[^\"]*)\"\s*=>\s*\(", block, re.M):
     if m.group(1) != "/api/":
-        print(m.group(1))' "$REPO/lighttpd.conf"
+        print(m.group(1))' "$REPO/lighttpd-routes.conf"
 }
 
 # example_path TEMPLATE: the template with each path parameter's example
@@ -122,7 +122,7 @@ print(re.sub(r"\{([^}/]+)\}", lambda m: ex[m.group(1)], t))' "$SPEC" "$1"
         for p in $paths; do
             [[ $p == "$r" || $p == "$r"/* ]] && found=1
         done
-        [ "$found" = 1 ] || { echo "route $r of lighttpd.conf has no path in the spec"; false; }
+        [ "$found" = 1 ] || { echo "route $r of lighttpd-routes.conf has no path in the spec"; false; }
     done
     # a path lighttpd routes nowhere: its own 404, no X-Request-Id (no
     # route program answered); the criterion below tells the two apart
