@@ -31,3 +31,35 @@ load helpers
     assert_output --partial "bad settings (above); not starting"
     [ ! -e "$st/log/error.log" ] # lighttpd never started
 }
+
+@test "GW_REMOTE_ROUTES points routes at other hosts; a typo or a bad address refuses to start" {
+    local st="$BATS_TEST_TMPDIR/st"
+    gw_conf() { env GW_STATE="$st" GW_CGI_BIN="$GW_CGI_BIN" GW_TLS_PORT=0 "$@" \
+        lighttpd -p -f "$REPO/lighttpd.conf"; }
+    mkdir -p "$st"
+    # the effective configuration: hello and users over TCP, no bin-path;
+    # the other routes spawned on their unix sockets as without it
+    run -0 gw_conf GW_ROOT="$REPO" GW_PROCS=2 GW_BACKEND_TIMEOUT=30 GW_LONGPOLL_TIMEOUT=65 \
+        GW_BIND=127.0.0.1 GW_PORT=1 GW_WORKERS=0 GW_METRICS_ALLOW=127.0.0.1/32 \
+        GW_REMOTE_ROUTES="hello=10.1.2.3:9001, users=[::1]:9002"
+    assert_output --regexp '"hello" => \(
+[^)]*"host" +=> "10\.1\.2\.3",
+[^)]*"port" +=> 9001,'
+    assert_output --regexp '"users" => \(
+[^)]*"host" +=> "::1",
+[^)]*"port" +=> 9002,'
+    refute_output --partial '/cgi-bin/hello"'
+    refute_output --partial '/cgi-bin/users"'
+    assert_output --partial "\"$GW_CGI_BIN/tasks\""
+    assert_output --partial "\"$st/sock/tasks.sock\""
+
+    run ! env GW_STATE="$st" GW_CGI_BIN="$GW_CGI_BIN" GW_REMOTE_ROUTES="helo=10.1.2.3:9001" \
+        "$REPO/scripts/gateway" -t
+    assert_output --partial "GW_REMOTE_ROUTES: 'helo' is not a route (one of: auth hello"
+    local bad
+    for bad in hello=10.1.2.3 hello=10.1.2.3:0 hello=10.1.2.3:65536 hello=:9001 'hello=a"b:1' hello; do
+        run ! env GW_STATE="$st" GW_CGI_BIN="$GW_CGI_BIN" GW_REMOTE_ROUTES="$bad" \
+            "$REPO/scripts/gateway" -t
+        assert_output --partial "GW_REMOTE_ROUTES: expected name=host:port, got '$bad'"
+    done
+}
