@@ -34,7 +34,8 @@ load helpers
 
 @test "GW_REMOTE_ROUTES points routes at other hosts; a typo or a bad address refuses to start" {
     local st="$BATS_TEST_TMPDIR/st"
-    gw_conf() { env GW_STATE="$st" GW_CGI_BIN="$GW_CGI_BIN" GW_TLS_PORT=0 "$@" \
+    gw_conf() { env GW_STATE="$st" GW_CGI_BIN="$GW_CGI_BIN" GW_TLS_PORT=0 \
+        GW_BACKENDS="$REPO/scripts/backends" "$@" \
         lighttpd -p -f "$REPO/lighttpd.conf"; }
     mkdir -p "$st"
     # the effective configuration: hello and users over TCP, no bin-path;
