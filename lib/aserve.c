@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -519,6 +521,46 @@ static void conn_readable(struct conn *c)
     }
 }
 
+/* FCGI_WEB_SERVER_ADDRS, as libfcgi reads it for the other route programs:
+ * the addresses (comma-separated) a TCP peer must have; unset or empty,
+ * anyone. A program spawn-fcgi runs on another host listens on TCP, and
+ * whoever reaches it skips the gateway's authorizer. Read once at start.
+ * Unlike libfcgi, which checks IPv4 peers only, an IPv6 peer must be
+ * listed too (an IPv4-mapped one by its IPv4 address). */
+static char *web_server_addrs;
+
+static int peer_allowed(int fd)
+{
+    if (web_server_addrs == NULL || *web_server_addrs == '\0')
+        return 1;
+    struct sockaddr_storage sa;
+    socklen_t len = sizeof(sa);
+    if (getpeername(fd, (struct sockaddr *)&sa, &len) != 0)
+        return 0;
+    char ip[INET6_ADDRSTRLEN];
+    if (sa.ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&sa)->sin_addr, ip, sizeof(ip));
+    } else if (sa.ss_family == AF_INET6) {
+        const struct in6_addr *a = &((struct sockaddr_in6 *)&sa)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, &a->s6_addr[12], ip, sizeof(ip));
+        else
+            inet_ntop(AF_INET6, a, ip, sizeof(ip));
+    } else {
+        return 1; /* a unix socket: the directory's permissions guard it */
+    }
+    size_t n = strlen(ip);
+    for (const char *p = web_server_addrs; *p != '\0';) {
+        p += strspn(p, ", ");
+        size_t m = strcspn(p, ", ");
+        if (m == n && memcmp(p, ip, n) == 0)
+            return 1;
+        p += m;
+    }
+    log_warn("refused a connection from %s: not in FCGI_WEB_SERVER_ADDRS", ip);
+    return 0;
+}
+
 static void accept_all(int lfd)
 {
     for (;;) {
@@ -532,6 +574,10 @@ static void accept_all(int lfd)
         }
         if (S.nconns >= MAX_CONNS) {
             log_warn("%d connections open: refusing one", MAX_CONNS);
+            close(fd);
+            continue;
+        }
+        if (!peer_allowed(fd)) {
             close(fd);
             continue;
         }
@@ -691,6 +737,8 @@ int aserve_main(int argc, char **argv, const char *name, const struct conf_entry
     if (serve_setup(argc, argv, name, conf, nconf, &rc) != 0)
         return rc;
     S.handler = handler;
+    const char *addrs = getenv("FCGI_WEB_SERVER_ADDRS");
+    web_server_addrs = addrs != NULL ? xstrdup(addrs) : NULL;
     metrics_open(name, serve_cfg.prefix, MX_HTTP);
     if (pubsub_url != NULL && *pubsub_url != NULL) {
         char err[128];
@@ -727,6 +775,7 @@ int aserve_main(int argc, char **argv, const char *name, const struct conf_entry
     buf_free(&S.fmt);
     buf_free(&S.logline);
     free(serve_cfg.prefix);
+    free(web_server_addrs);
     close(S.epfd);
     return rc;
 }
