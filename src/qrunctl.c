@@ -10,21 +10,26 @@
  *   qrunctl beat SCHEDULE [--now EPOCH_SECONDS]
  *                                   enqueue the periodic tasks due now, each
  *                                   slot once across every host (lib/beat.h)
+ *   qrunctl alive [--max-age S]     exit 0 when a runner of this host
+ *                                   (gethostname) has beaten within S s
+ *                                   (RUNNER_LEASE): a container's healthcheck
  *
  * Prints one summary line on stdout; errors and each enqueued task go to the
  * log (stderr). Settings (environment): REDIS_URL (required), LOG_LEVEL,
  * RESULT_EXPIRES (s, the PENDING meta of enqueued tasks), RUNNER_LEASE,
  * FAILED_AGE, FAILED_MAX. Exit: 0 done, 1 error (Redis, a bad schedule: then
- * nothing is enqueued), 2 usage. */
+ * nothing is enqueued; alive: no live runner here), 2 usage. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "beat.h"
 #include "celery.h"
 #include "conf.h"
 #include "log.h"
+#include "mem.h"
 #include "qrun.h"
 #include "redis.h"
 
@@ -43,7 +48,8 @@ static int usage(void)
     fprintf(stderr, "usage: qrunctl reap [--lease S]\n"
                     "       qrunctl promote\n"
                     "       qrunctl purge [--max-age S] [--max-count N]\n"
-                    "       qrunctl beat SCHEDULE_FILE [--now EPOCH_SECONDS]\n");
+                    "       qrunctl beat SCHEDULE_FILE [--now EPOCH_SECONDS]\n"
+                    "       qrunctl alive [--max-age S]\n");
     return 2;
 }
 
@@ -164,6 +170,71 @@ static int beat(struct rds *r, const char *path, long long now)
     return failed ? 1 : 0;
 }
 
+/* Runners alive() looks at: the newest heartbeats first, so the read is
+ * bounded whatever Redis holds (a host's runner beats every second, so it
+ * is among them unless over this many runners beat within max_age). */
+#define ALIVE_SCAN 1000
+
+/* Whether a runner registered from this host (qrun:runner:<id> host, as the
+ * runner took it from gethostname) has beaten within max_age s: a
+ * container's healthcheck, where each runner container has a host name of
+ * its own. 0 yes, 1 no or Redis trouble. */
+static int alive(struct rds *r, long max_age)
+{
+    char host[256];
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "localhost"); /* as the runner does */
+    host[sizeof(host) - 1] = '\0';
+    long long now = qrun_now_ms();
+    redisReply *ids = rds_command(r, "ZREVRANGEBYSCORE %s +inf %lld WITHSCORES LIMIT 0 %d",
+                                  QRUN_RUNNERS, now - max_age * 1000, ALIVE_SCAN);
+    if (ids == NULL || ids->type != REDIS_REPLY_ARRAY) {
+        log_err("alive: Redis: %s", ids == NULL ? r->err : "unexpected reply");
+        freeReplyObject(ids);
+        return 1;
+    }
+    /* each runner's host, pipelined: one round trip; at[k] is the runner
+     * of the k-th reply */
+    size_t n = ids->elements / 2, sent = 0;
+    size_t *at = xcalloc(n + 1, sizeof(*at));
+    char key[256];
+    int lost = 0;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *id = ids->element[2 * i];
+        if (id->type != REDIS_REPLY_STRING || qrun_runner_key(key, sizeof(key), id->str) != 0)
+            continue; /* not a runner id of ours */
+        if (rds_append(r, "HGET %s host", key) != 0) {
+            lost = 1;
+            break;
+        }
+        at[sent++] = i;
+    }
+    int found = -1;
+    for (size_t k = 0; k < sent; k++) {
+        redisReply *h = rds_reply(r);
+        if (h == NULL)
+            lost = 1;
+        else if (found < 0 && h->type == REDIS_REPLY_STRING && strcmp(h->str, host) == 0)
+            found = (int)at[k];
+        freeReplyObject(h);
+    }
+    int rc = 1;
+    if (found >= 0) {
+        const redisReply *score = ids->element[2 * found + 1];
+        long long beat_ms = score->type == REDIS_REPLY_STRING ? strtoll(score->str, NULL, 10) : now;
+        printf("alive: %s, heartbeat %.1fs ago\n", ids->element[2 * found]->str,
+               now > beat_ms ? (double)(now - beat_ms) / 1000.0 : 0.0);
+        rc = 0;
+    } else if (lost) {
+        log_err("alive: Redis: %s", r->err);
+    } else {
+        printf("alive: no runner on %s with a heartbeat in the last %lds\n", host, max_age);
+    }
+    free(at);
+    freeReplyObject(ids);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     log_init("qrunctl", LOG_LVL_INFO);
@@ -176,6 +247,8 @@ int main(int argc, char **argv)
                                {"--max-count", 1, 10000000, &max_count, 0}};
     /* up to the year 5138: far enough, and no overflow in ms */
     struct opt beat_opts[] = {{"--now", 0, 99999999999L, &now, 0}};
+    long alive_age = -1;
+    struct opt alive_opts[] = {{"--max-age", 1, 3600, &alive_age, 0}};
     int bad;
     if (strcmp(cmd, "reap") == 0)
         bad = parse_opts(argc - 2, argv + 2, reap_opts, 1);
@@ -185,6 +258,8 @@ int main(int argc, char **argv)
         bad = parse_opts(argc - 2, argv + 2, purge_opts, 2);
     else if (strcmp(cmd, "beat") == 0)
         bad = argc < 3 || argv[2][0] == '-' || parse_opts(argc - 3, argv + 3, beat_opts, 1);
+    else if (strcmp(cmd, "alive") == 0)
+        bad = parse_opts(argc - 2, argv + 2, alive_opts, 1);
     else
         bad = 1;
     if (bad)
@@ -220,6 +295,8 @@ int main(int argc, char **argv)
     else if (strcmp(cmd, "purge") == 0)
         rc = purge(&r, max_age >= 0 ? max_age : cfg.failed_age,
                    max_count >= 0 ? max_count : cfg.failed_max);
+    else if (strcmp(cmd, "alive") == 0)
+        rc = alive(&r, alive_age >= 0 ? alive_age : cfg.lease);
     else
         rc = beat(&r, argv[2], now >= 0 ? (long long)now : (long long)time(NULL));
     rds_free(&r);
