@@ -53,7 +53,7 @@ RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/apistack --no-
       --shell /usr/sbin/nologin apistack \
  && install -d -o apistack -g apistack -m 0750 /var/lib/apistack /var/lib/apistack/metrics
 COPY --from=build /out/usr/local/lib/apistack/ /usr/local/lib/apistack/
-# GW_STATE: sockets, logs (log/: routes.log, access.log, error.log), upload
+# GW_STATE: sockets, the access log (log/access.log), upload
 # temp files, the metrics files, and, when TOKEN_KEYS or FERNET_KEYS are
 # unset, the development keys scripts/gateway makes (secrets/): a volume.
 # TLS belongs to the proxy in front (GW_TLS_PORT=0); or mount a certificate
@@ -63,7 +63,10 @@ COPY --from=build /out/usr/local/lib/apistack/ /usr/local/lib/apistack/
 # process group, route programs included, and a worker with nothing left
 # to do stops them (SIGTERM) under another worker's requests, which end 500
 # (tests/docker.bats). Scale with more containers instead.
+# GW_LOG=stderr: lighttpd's errors and the route programs' lines go to the
+# container's log (docker logs); access.log stays in GW_STATE/log.
 ENV GW_STATE=/var/lib/apistack \
+    GW_LOG=stderr \
     METRICS_DIR=/var/lib/apistack/metrics \
     GW_BIND=0.0.0.0 \
     GW_PORT=8080 \

@@ -272,6 +272,15 @@ run_migrate() { run_service migrate DATABASE_URL="$DATABASE_URL"; }
     retry 50 0.1 answers_code "$base/api/ready" 200
     run -0 curl -s -o /dev/null -w '%{http_code}' -m 5 "$base/metrics"
     assert_output 200
+    # its log is the container's (GW_LOG=stderr in the image): lighttpd's
+    # start and each route program's request lines are on its stderr
+    run -0 curl -s -D - -o /dev/null -m 5 "$base/api/hello/docker"
+    [[ $output =~ X-Request-Id:\ ([0-9a-f]{32}) ]]
+    local rid=${BASH_REMATCH[1]}
+    retry 50 0.1 grep -q "hello - INFO - GET /api/hello/docker 200 .* request_id=$rid" \
+        "$DOCKER_TMP/gateway.out"
+    grep -q '(server.c.[0-9]*) server started' "$DOCKER_TMP/gateway.out"
+    [ ! -e "$state/log/routes.log" ] && [ ! -e "$state/log/error.log" ]
     # the development keys it made (TOKEN_KEYS is empty in the compose file),
     # in its state, the user's only
     [ -s "$state/secrets/token-keys" ]

@@ -64,3 +64,11 @@ load helpers
         assert_output --partial "GW_REMOTE_ROUTES: expected name=host:port, got '$bad'"
     done
 }
+
+@test "GW_LOG: file (the default) or stderr; anything else refuses to start" {
+    local st="$BATS_TEST_TMPDIR/st"
+    run ! env GW_STATE="$st" GW_CGI_BIN="$GW_CGI_BIN" GW_LOG=syslog "$REPO/scripts/gateway" -t
+    assert_output --partial "lighttpd.conf: GW_LOG: expected file or stderr, got 'syslog'"
+    run -0 env GW_STATE="$st" GW_CGI_BIN="$GW_CGI_BIN" GW_LOG=stderr "$REPO/scripts/gateway" -t
+    run -0 env GW_STATE="$st" GW_CGI_BIN="$GW_CGI_BIN" GW_LOG=file "$REPO/scripts/gateway" -t
+}
