@@ -1,5 +1,5 @@
 # Shell helpers shared by the test harness (tests/helpers.bash) and the
-# benchmark (bench/run). Source it; it defines functions only.
+# benchmark (bench/run, bench/hosting). Source it; it defines functions only.
 
 # free_port: a TCP port on 127.0.0.1 that nothing answers on right now,
 # below the kernel's ephemeral range (ip_local_port_range, 32768 up by
@@ -33,4 +33,24 @@ retry() {
 # answers URL EXPECTED: the body at URL is exactly EXPECTED.
 answers() {
     [ "$(curl -s -m 1 "$1")" = "$2" ]
+}
+
+# wrk_measure URL CONNS: one wrk run of $DURATION with $THREADS threads ->
+# "req/s p50_ms p99_ms errors" (non-2xx/3xx answers and socket errors)
+wrk_measure() {
+    wrk -t"$THREADS" -c"$2" -d"$DURATION" --latency "$1" | awk '
+        function ms(v) {
+            if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0;
+            if (v ~ /s$/) return v * 1000; return v }
+        /^ +50%/ { p50 = ms($2) } /^ +99%/ { p99 = ms($2) }
+        /Requests\/sec/ { rps = $2 }
+        /Non-2xx or 3xx/ { err += $NF } /Socket errors/ { err += 1 }
+        END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, err + 0 }'
+}
+
+# median_field FILE NAME FIELD: the median of field FIELD over the lines of
+# FILE whose first field is NAME (the rounds of one series)
+median_field() {
+    awk -v n="$2" -v f="$3" '$1 == n { print $f }' "$1" | sort -g |
+        awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
 }

@@ -29,8 +29,8 @@
 #include "celery.h"
 #include "conf.h"
 #include "log.h"
-#include "mem.h"
 #include "qrun.h"
+#include "qstat.h"
 #include "redis.h"
 
 static struct {
@@ -170,15 +170,11 @@ static int beat(struct rds *r, const char *path, long long now)
     return failed ? 1 : 0;
 }
 
-/* Runners alive() looks at: the newest heartbeats first, so the read is
- * bounded whatever Redis holds (a host's runner beats every second, so it
- * is among them unless over this many runners beat within max_age). */
-#define ALIVE_SCAN 1000
-
-/* Whether a runner registered from this host (qrun:runner:<id> host, as the
+/* Whether a runner registered from this host (its hash's host, as the
  * runner took it from gethostname) has beaten within max_age s: a
  * container's healthcheck, where each runner container has a host name of
- * its own. 0 yes, 1 no or Redis trouble. */
+ * its own. The live runners are qstat's (the newest QSTAT_MAX_RUNNERS
+ * heartbeats; a runner beats every second). 0 yes, 1 no or Redis trouble. */
 static int alive(struct rds *r, long max_age)
 {
     char host[256];
@@ -186,52 +182,24 @@ static int alive(struct rds *r, long max_age)
         snprintf(host, sizeof(host), "localhost"); /* as the runner does */
     host[sizeof(host) - 1] = '\0';
     long long now = qrun_now_ms();
-    redisReply *ids = rds_command(r, "ZREVRANGEBYSCORE %s +inf %lld WITHSCORES LIMIT 0 %d",
-                                  QRUN_RUNNERS, now - max_age * 1000, ALIVE_SCAN);
-    if (ids == NULL || ids->type != REDIS_REPLY_ARRAY) {
-        log_err("alive: Redis: %s", ids == NULL ? r->err : "unexpected reply");
-        freeReplyObject(ids);
+    struct qstat s;
+    if (qstat_read(r, now, max_age, 0, &s) != 0) {
+        log_err("alive: Redis: %s", r->err);
+        qstat_free(&s);
         return 1;
     }
-    /* each runner's host, pipelined: one round trip; at[k] is the runner
-     * of the k-th reply */
-    size_t n = ids->elements / 2, sent = 0;
-    size_t *at = xcalloc(n + 1, sizeof(*at));
-    char key[256];
-    int lost = 0;
-    for (size_t i = 0; i < n; i++) {
-        const redisReply *id = ids->element[2 * i];
-        if (id->type != REDIS_REPLY_STRING || qrun_runner_key(key, sizeof(key), id->str) != 0)
-            continue; /* not a runner id of ours */
-        if (rds_append(r, "HGET %s host", key) != 0) {
-            lost = 1;
-            break;
-        }
-        at[sent++] = i;
-    }
-    int found = -1;
-    for (size_t k = 0; k < sent; k++) {
-        redisReply *h = rds_reply(r);
-        if (h == NULL)
-            lost = 1;
-        else if (found < 0 && h->type == REDIS_REPLY_STRING && strcmp(h->str, host) == 0)
-            found = (int)at[k];
-        freeReplyObject(h);
-    }
     int rc = 1;
-    if (found >= 0) {
-        const redisReply *score = ids->element[2 * found + 1];
-        long long beat_ms = score->type == REDIS_REPLY_STRING ? strtoll(score->str, NULL, 10) : now;
-        printf("alive: %s, heartbeat %.1fs ago\n", ids->element[2 * found]->str,
-               now > beat_ms ? (double)(now - beat_ms) / 1000.0 : 0.0);
+    for (size_t i = 0; i < s.nrunners && rc != 0; i++) {
+        const struct qstat_runner *k = &s.runners[i];
+        if (strcmp(k->host, host) != 0)
+            continue;
+        printf("alive: %s, heartbeat %.1fs ago\n", k->id,
+               now > k->heartbeat_ms ? (double)(now - k->heartbeat_ms) / 1000.0 : 0.0);
         rc = 0;
-    } else if (lost) {
-        log_err("alive: Redis: %s", r->err);
-    } else {
-        printf("alive: no runner on %s with a heartbeat in the last %lds\n", host, max_age);
     }
-    free(at);
-    freeReplyObject(ids);
+    if (rc != 0)
+        printf("alive: no runner on %s with a heartbeat in the last %lds\n", host, max_age);
+    qstat_free(&s);
     return rc;
 }
 
