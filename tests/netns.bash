@@ -18,6 +18,19 @@
 # run's host only, e.g. in a REDIS_URL that leftover_runners matches).
 # Ports inside the hosts are fixed: nothing else lives there.
 #
+# Commands enter a host with nsenter (its network namespace only), not
+# `ip netns exec` or `ip -n`: those also make "/" a slave mount, which fails
+# where "/" is no mount point (a chroot, as on a freshly debootstrapped
+# test machine). So /sys is the machine's own: read links with ip, not
+# /sys/class/net.
+
+# in_ns NAME CMD...: CMD in network namespace NAME (exec'd in place)
+in_ns() {
+    local ns=$1
+    shift
+    nsenter --net="/run/netns/$ns" -- "$@"
+}
+#
 # Exports NET_ID, NS_A NS_B NS_C NS_SW (namespace names), IP_A IP_B IP_C.
 
 hosts_up() {
@@ -30,22 +43,22 @@ hosts_up() {
     # teardown finds them here even if this function fails halfway
     echo "$NS_A $NS_B $NS_C $NS_SW" >"$BATS_TEST_TMPDIR/netns"
     ip netns add "$NS_SW"
-    ip -n "$NS_SW" link add br0 type bridge
-    ip -n "$NS_SW" link set br0 up
+    in_ns "$NS_SW" ip link add br0 type bridge
+    in_ns "$NS_SW" ip link set br0 up
     local h ns ip
     for h in A B C; do
         ns=NS_$h ip=IP_$h
         ip netns add "${!ns}"
         # eth0 on the host, its peer (named after the host) on the switch
         ip link add eth0 netns "${!ns}" type veth peer name "$h" netns "$NS_SW"
-        ip -n "$NS_SW" link set "$h" master br0 up
-        ip -n "${!ns}" addr add "${!ip}/24" dev eth0
-        ip -n "${!ns}" link set eth0 up
-        ip -n "${!ns}" link set lo up
+        in_ns "$NS_SW" ip link set "$h" master br0 up
+        in_ns "${!ns}" ip addr add "${!ip}/24" dev eth0
+        in_ns "${!ns}" ip link set eth0 up
+        in_ns "${!ns}" ip link set lo up
     done
     # links up (the bridge forwards at once: no STP)
     for h in A B C; do
-        retry 50 0.1 eval "[ \"\$(on $h cat /sys/class/net/eth0/operstate)\" = up ]"
+        retry 50 0.1 eval "on $h ip -o link show dev eth0 | grep -q 'state UP'"
     done
 }
 
@@ -53,16 +66,17 @@ hosts_up() {
 on() {
     local ns=NS_$1
     shift
-    ip netns exec "${!ns}" "$@"
+    in_ns "${!ns}" "$@"
 }
 
 # spawn_on H CMD...: start CMD on host H in the background, with the
-# caller's redirections; SPAWNED is its pid (ip execs CMD in place; a
+# caller's redirections; SPAWNED is its pid (nsenter execs CMD in place; a
 # background `on` would be a subshell's pid)
 spawn_on() {
     local ns=NS_$1
     shift
-    ip netns exec "${!ns}" "$@" &
+    # nsenter itself, not in_ns: a function in the background is a subshell
+    nsenter --net="/run/netns/${!ns}" -- "$@" &
     SPAWNED=$!
 }
 
