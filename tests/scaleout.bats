@@ -40,7 +40,7 @@ FCGI_PIDS=()
 FCGI_DIRS=()
 
 # helpers.bash's http (and so api, submit) and answers call curl: from host C
-curl() { ip netns exec "$NS_C" curl "$@"; }
+curl() { in_ns "$NS_C" curl "$@"; }
 
 # submit_all N FILE: POST N tasks to the gateway, 8 at a time over one curl:
 # task i is tasks.add(i, i) for even i, tasks.sleep(0.05) for odd i. Their
