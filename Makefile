@@ -35,7 +35,7 @@ UNITS    := $(patsubst tests/unit/%.c,$(TOUT)/unit/%,$(wildcard tests/unit/test_
 REPLAY   := $(TOUT)/fuzz/replay $(TOUT)/fuzz/replay_fcgi $(TOUT)/fuzz/replay_token \
             $(TOUT)/fuzz/replay_celery
 
-.PHONY: all run test check unit bench fuzz lint clean deps install
+.PHONY: all run test check unit bench fuzz lint clean deps install mutate
 all: $(ROUTES) $(BINS)
 
 $(OUT)/cgi-bin/%: $(OBJ)/fcgi/%.o $(LIB_OBJ)
@@ -89,6 +89,13 @@ test:
 	@tests/run
 
 check: test
+
+# make mutate: each deliberate breakage in tests/mutations/ must fail the
+# suite that guards it (tests/mutate; MUTATE=name... for some only).
+mutate:
+	@scripts/deps test
+	@$(MAKE) --no-print-directory all unit
+	@tests/mutate $(MUTATE)
 
 bench:
 	@scripts/deps bench
