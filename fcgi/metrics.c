@@ -3,8 +3,8 @@
  *   GET /metrics -> 200 text/plain; version=0.0.4
  *
  * Sums every process's counters (lib/metrics.h: one shared file per route
- * process and runner worker, dead ones included, so counts survive
- * respawns), and reads the queues' state from Redis at scrape time: depth
+ * process and runner worker, and the folded totals of dead ones, so counts
+ * survive respawns and the directory stays bounded), and reads the queues' state from Redis at scrape time: depth
  * and age of the oldest waiting task per queue, tasks in flight, runners
  * alive (lib/qstat.h, as GET /api/queues). lighttpd.conf lets only
  * loopback and GW_METRICS_ALLOW reach it. */
@@ -129,12 +129,19 @@ static void add_file(const struct mx_file *f)
     }
 }
 
+/* Sum every file: the live processes' and the folded totals of the dead
+ * (folded first, here: the directory stays as large as what is alive). */
 static void read_files(void)
 {
     memset(&S, 0, sizeof(S));
+    if (metrics_fold(cfg.dir) < 0)
+        log_warn("metrics: folding dead processes' files failed");
+    int lock = metrics_lock_shared(cfg.dir);
     DIR *d = opendir(cfg.dir);
-    if (d == NULL)
+    if (d == NULL) {
+        metrics_unlock(lock);
         return;
+    }
     for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
         if (e->d_name[0] == '.')
             continue;
@@ -152,6 +159,7 @@ static void read_files(void)
         close(fd);
     }
     closedir(d);
+    metrics_unlock(lock);
 }
 
 /* A label value, escaped as the text format wants (\\, \", \n). */

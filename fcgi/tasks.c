@@ -2,18 +2,33 @@
  *
  *   POST /api/tasks/{task}   {"args": [...], "kwargs": {...}, "countdown": s,
  *                             "eta": ISO-8601, "expires": s or ISO-8601,
- *                             "queue": name, "priority": 0-9}
+ *                             "queue": name, "priority": 0-9,
+ *                             "time_limit": s, "soft_time_limit": s}
  *        -> 202 {"id","task","status":"PENDING"[,"eta"]}, Location: /api/tasks/{id}
- *        | 404 unknown task | 422 bad body or arguments | 503 Redis down
+ *        | 403 a task the caller may not run | 404 unknown task
+ *        | 413 arguments over TASK_MAX_ARGS_BYTES | 422 bad body or arguments
+ *        | 429 over the caller's quota, Retry-After | 503 Redis down or full
  *   GET  /api/tasks/{id}[?wait=N]
  *        -> 200 {"id","task","status","result","date_done"[,"error"]}
- *        | 404 unknown id | 422 bad wait | 503 Redis down
+ *        | 404 unknown id, or not the caller's | 422 bad wait | 503 Redis down
  *   DELETE /api/tasks/{id}[?terminate=true]
- *        -> 202 {"id","status","terminate"} | 409 already finished | 422
- *   GET  /api/tasks?status=FAILURE[&queue=q][&limit=N][&offset=M]
+ *        -> 202 {"id","status","terminate"} | 404 | 409 already finished | 422
+ *   GET  /api/tasks?status=FAILURE[&queue=q][&owner=sub][&limit=N][&offset=M]
  *        -> 200 {"items":[...],"total","limit","offset"}, newest first
  *   POST /api/tasks/{id}/retry
- *        -> 202 {"id","task","status":"PENDING"} | 404 not in a failed list
+ *        -> 202 {"id","task","status":"PENDING"} | 404 not in the caller's
+ *           failed list | 429
+ *
+ * Every task has an owner: the token's sub that submitted it (carried in
+ * its message and metas, qrun.h). Only its owner and admins read, wait on,
+ * revoke or re-run it; anyone else gets the 404 an unknown id gets, and
+ * the failed list shows a user their own tasks (admins: all, or one
+ * owner's with ?owner=). Tasks that Python clients put in Redis have no
+ * owner: admins only. Submits over HTTP are bounded per user (admins are
+ * not): TASK_USER_RATE per second and TASK_USER_ACTIVE queued or running
+ * at once, checked in the submit's own atomic step (429); arguments up to
+ * TASK_MAX_ARGS_BYTES (413); queues a runner consumes or TASK_QUEUES names;
+ * tasks the registry lets the caller run (403).
  *
  * ?wait=N (0..MAX_WAIT s) parks the request until the result is published
  * (aserve.h), so waiting clients hold no process. */
@@ -23,20 +38,28 @@
 #include <string.h>
 
 #include "aserve.h"
+#include "buf.h"
 #include "celery.h"
 #include "conf.h"
+#include "jsonfmt.h"
 #include "log.h"
 #include "mem.h"
 #include "qrun.h"
+#include "qstat.h"
 #include "redis.h"
 #include "serve.h"
 #include "task.h"
 
 static struct {
     char *redis_url;
+    char *queues; /* TASK_QUEUES: served without a live runner consuming them */
     long result_ttl;
     long max_wait;
     long failed_max, failed_age;
+    long time_limit, soft_time_limit; /* the runners' defaults: the most a submit may ask */
+    long user_rate, user_active;      /* per-user quota; 0: none */
+    long max_args;                    /* bytes of [args, kwargs] as JSON */
+    long lease;                       /* RUNNER_LEASE: which runners are live */
 } cfg;
 
 #define MAX_DELAY 31536000.0 /* countdown, eta and expires: a year at most */
@@ -69,13 +92,63 @@ static int bad_field(struct http_resp *rs, const char *field, const char *msg, c
     return http_error_422(rs, json_pack("[ss]", "body", field), msg, type);
 }
 
-/* A queue name we route: 1..100 of [A-Za-z0-9._-] (our own keys excluded). */
-static int queue_name_ok(const char *q)
+/* 1 if q is one of the comma-separated names of list. */
+static int listed(const char *list, const char *q)
 {
     size_t n = strlen(q);
-    if (n == 0 || n > 100 || strncmp(q, "qrun:", 5) == 0)
-        return 0;
-    return strspn(q, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
+    for (const char *p = list; *p != '\0';) {
+        size_t m = strcspn(p, ",");
+        if (m == n && memcmp(p, q, n) == 0)
+            return 1;
+        p += m + (p[m] == ',');
+    }
+    return 0;
+}
+
+/* TASK_QUEUES: comma-separated names cel_queue_valid accepts. */
+static int queues_check(const char *v, char *err, size_t errlen)
+{
+    for (const char *p = v; *p != '\0';) {
+        size_t m = strcspn(p, ",");
+        char q[CEL_QUEUE_NAME_MAX + 1];
+        if (m == 0 || m > CEL_QUEUE_NAME_MAX) {
+            snprintf(err, errlen, "expected comma-separated queue names of 1..%d characters",
+                     CEL_QUEUE_NAME_MAX);
+            return -1;
+        }
+        memcpy(q, p, m);
+        q[m] = '\0';
+        if (!cel_queue_valid(q)) {
+            snprintf(err, errlen, "'%s' cannot name a queue (A-Z a-z 0-9 . _ - only, and not a "
+                     "key Redis or kombu keep for themselves)", q);
+            return -1;
+        }
+        p += m + (p[m] == ',');
+    }
+    return 0;
+}
+
+/* Whether a submit may name queue q: TASK_QUEUES lists it, or a live
+ * runner consumes it (asked of Redis at most once a second per name we do
+ * not list, so an unknown name costs a lookup, not a key). 1, 0, or -1
+ * (Redis failed). */
+static int queue_served(const char *q)
+{
+    if (listed(cfg.queues, q))
+        return 1;
+    static char last[CEL_QUEUE_NAME_MAX + 1];
+    static double last_at;
+    static int last_yes;
+    double now = aserve_now();
+    if (strcmp(last, q) == 0 && now - last_at < 1.0)
+        return last_yes;
+    int yes = qstat_consumed(db(), q, qrun_now_ms(), cfg.lease);
+    if (yes < 0)
+        return -1;
+    snprintf(last, sizeof(last), "%s", q);
+    last_at = now;
+    last_yes = yes;
+    return yes;
 }
 
 /* A time field: seconds from now (a number), or, where iso_ok, an ISO-8601
@@ -119,9 +192,34 @@ static int time_field(struct http_resp *rs, json_t *body, const char *field, int
     return -1;
 }
 
-/* The submission's options (countdown, eta, expires, queue, priority) from
- * the body. Returns 0, or -1 with the 422 in rs. */
-static int submit_opts(struct http_resp *rs, json_t *body, struct qrun_opts *o)
+/* A limit field: seconds in (0, max] (max 0: no bound but a year). */
+static int limit_field(struct http_resp *rs, json_t *body, const char *field, double max,
+                       double *out)
+{
+    json_t *v = json_object_get(body, field);
+    *out = 0;
+    if (v == NULL || json_is_null(v))
+        return 0;
+    double top = max > 0 ? max : MAX_DELAY;
+    if (!json_is_number(v) || !isfinite(json_number_value(v)) || json_number_value(v) <= 0 ||
+        json_number_value(v) > top) {
+        char msg[128];
+        snprintf(msg, sizeof(msg),
+                 "Input should be a number of seconds from 0 (exclusive) to %g, this task's "
+                 "longest",
+                 top);
+        bad_field(rs, field, msg, json_is_number(v) ? "less_than_equal" : "float_type");
+        return -1;
+    }
+    *out = json_number_value(v);
+    return 0;
+}
+
+/* The submission's options (countdown, eta, expires, queue, priority,
+ * time limits up to the task's) from the body. Returns 0, or -1 with the
+ * 422 (or a 503: Redis down while looking up a queue) in rs. */
+static int submit_opts(struct http_resp *rs, json_t *body, const struct task_def *t,
+                       struct qrun_opts *o)
 {
     double now = (double)qrun_now_ms() / 1000.0, countdown_at, eta_at;
     memset(o, 0, sizeof(*o));
@@ -142,12 +240,24 @@ static int submit_opts(struct http_resp *rs, json_t *body, struct qrun_opts *o)
     if (q != NULL && !json_is_null(q)) {
         if (!json_is_string(q))
             return bad_field(rs, "queue", "Input should be a valid string", "string_type"), -1;
-        if (!queue_name_ok(json_string_value(q)))
+        const char *name = json_string_value(q);
+        size_t n = strlen(name);
+        if (n == 0 || n > CEL_QUEUE_NAME_MAX ||
+            strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != n)
             return bad_field(rs, "queue",
                              "Input should be 1 to 100 characters of A-Z a-z 0-9 . _ -",
                              "string_pattern_mismatch"),
                    -1;
-        o->queue = json_string_value(q);
+        int served = cel_queue_valid(name) ? queue_served(name) : 0;
+        if (served < 0)
+            return unavailable(rs), -1;
+        if (!served)
+            return bad_field(rs, "queue",
+                             "Input should be a queue this stack serves: one a runner consumes "
+                             "or TASK_QUEUES lists",
+                             "enum"),
+                   -1;
+        o->queue = name;
     }
     json_t *p = json_object_get(body, "priority");
     if (p != NULL && !json_is_null(p)) {
@@ -157,6 +267,141 @@ static int submit_opts(struct http_resp *rs, json_t *body, struct qrun_opts *o)
                    -1;
         o->priority = (int)json_integer_value(p);
     }
+    /* a soft limit past the hard one would never fire */
+    double hard = task_time_limit_max(t, (double)cfg.time_limit);
+    if (limit_field(rs, body, "time_limit", hard, &o->time_limit) != 0 ||
+        limit_field(rs, body, "soft_time_limit", o->time_limit > 0 ? o->time_limit : hard,
+                    &o->soft_time_limit) != 0)
+        return -1;
+    return 0;
+}
+
+/* A refusal of the caller's quota: 429 with Retry-After (s, at least 1). */
+static int over_quota(struct http_resp *rs, int why, long retry_ms)
+{
+    char after[24], detail[128];
+    snprintf(after, sizeof(after), "%ld", retry_ms > 1000 ? (retry_ms + 999) / 1000 : 1);
+    http_header_add(rs, "Retry-After", after);
+    if (why == QRUN_RATE_LIMITED)
+        snprintf(detail, sizeof(detail), "Too many task submissions: at most %ld per second",
+                 cfg.user_rate);
+    else
+        snprintf(detail, sizeof(detail), "Too many tasks queued or running: at most %ld at once",
+                 cfg.user_active);
+    return http_error(rs, 429, detail);
+}
+
+/* A submit or re-run that Redis did not take: 503, "full" when it is out
+ * of memory (nothing was written either way). */
+static int not_taken(struct http_resp *rs, int rc)
+{
+    if (rc == QRUN_KEY_CLASH) {
+        log_err("a key the submit writes holds another type (a Redis client wrote it): "
+                "nothing written");
+        return http_error(rs, 503, "Task queue unavailable, try again shortly");
+    }
+    if (rds_full(&redis)) {
+        log_warn("Redis is full (maxmemory): %s", redis.err);
+        http_header_add(rs, "Retry-After", "5");
+        return http_error(rs, 503, "Task queue full, try again later");
+    }
+    return unavailable(rs);
+}
+
+/* The caller's quota, or none for an admin. */
+static const struct qrun_quota *quota_of(const struct http_caller *c)
+{
+    static struct qrun_quota q;
+    q.per_second = cfg.user_rate;
+    q.max_active = cfg.user_active;
+    return c->admin ? NULL : &q;
+}
+
+/* The caller, who must have a subject usable as an owner: 0, or -1 with
+ * 401/403 in rs (a program run without the gateway's authorizer in front,
+ * or a token whose sub holds characters our keys do not take). */
+static int caller_or_401(struct http_req *rq, struct http_resp *rs, struct http_caller *c)
+{
+    *c = http_caller(rq);
+    if (c->sub == NULL) {
+        http_header_add(rs, "WWW-Authenticate", "Bearer realm=\"api\"");
+        return http_error(rs, 401, "Not authenticated"), -1;
+    }
+    if (!cel_id_valid(c->sub))
+        return http_error(rs, 403, "This token's subject cannot own tasks"), -1;
+    return 0;
+}
+
+/* Bind args and kwargs to t's parameters: 0, or -1 with the 422 in rs. */
+static int bind_or_422(const struct task_def *t, json_t *args, json_t *kwargs,
+                       struct http_resp *rs)
+{
+    json_t *arg[TASK_MAX_PARAMS];
+    char err[256];
+    const char *where;
+    if (task_bind(t, args, kwargs, arg, err, sizeof(err), &where) == 0)
+        return 0;
+    /* where: "args", or the keyword that is unexpected or missing */
+    int kw = strcmp(where, "args") != 0;
+    int missing = strstr(err, "missing") != NULL;
+    json_t *loc = kw && !missing ? json_pack("[sss]", "body", "kwargs", where)
+                                 : json_pack("[ss]", "body", "args");
+    http_error_422(rs, loc, err,
+                   missing ? "missing_argument"
+                   : kw    ? "unexpected_keyword_argument"
+                           : "too_many_arguments");
+    return -1;
+}
+
+/* [args, kwargs] within TASK_MAX_ARGS_BYTES as compact JSON: 0, or -1 with
+ * 413 in rs. */
+static int args_size_or_413(json_t *args, json_t *kwargs, struct http_resp *rs)
+{
+    json_t *both = json_pack("[OO]", args, kwargs);
+    struct buf b = {0};
+    jsonfmt_dump(both, &b, JSON_COMPACT);
+    json_decref(both);
+    size_t n = b.len;
+    buf_free(&b);
+    if ((long)n <= cfg.max_args)
+        return 0;
+    char detail[128];
+    snprintf(detail, sizeof(detail), "Task arguments too large: %zu bytes (limit %ld)", n,
+             cfg.max_args);
+    http_error(rs, 413, detail);
+    return -1;
+}
+
+/* 202 for a task queued under id. */
+static int accepted(struct http_resp *rs, const char *id, const char *task, double eta)
+{
+    char loc[512];
+    snprintf(loc, sizeof(loc), "%.400s/%s", serve_cfg.prefix, id);
+    json_t *out = json_pack("{s:s,s:s,s:s}", "id", id, "task", task, "status", CEL_PENDING);
+    if (eta > 0) {
+        char when[40];
+        cel_time_format(eta, when);
+        json_object_set_new(out, "eta", json_string(when));
+    }
+    http_json_new(rs, 202, out);
+    http_header_add(rs, "Location", loc);
+    return rs->status;
+}
+
+/* The body's args and kwargs (borrowed; [] and {} when absent): 0, or -1
+ * with the 422 in rs. */
+static int call_of(json_t *body, json_t **args, json_t **kwargs, struct http_resp *rs)
+{
+    *args = json_object_get(body, "args");
+    *kwargs = json_object_get(body, "kwargs");
+    if (*args != NULL && !json_is_array(*args))
+        return http_error_422(rs, json_pack("[ss]", "body", "args"),
+                              "Input should be a valid list", "list_type"),
+               -1;
+    if (*kwargs != NULL && !json_is_object(*kwargs))
+        return http_error_422(rs, json_pack("[ss]", "body", "kwargs"),
+                              "Input should be a valid dictionary", "dict_type"),
+               -1;
     return 0;
 }
 
@@ -168,69 +413,44 @@ static int submit(struct http_req *rq, struct http_resp *rs, const char *name)
         snprintf(detail, sizeof(detail), "Task not registered: %.128s", name);
         return http_error(rs, 404, detail);
     }
-    static const char *const fields[] = {"args",  "kwargs", "countdown", "eta",
-                                         "expires", "queue", "priority", NULL};
+    struct http_caller c;
+    if (caller_or_401(rq, rs, &c) != 0)
+        return rs->status;
+    if (!task_allowed(t, c.scope)) {
+        char detail[192];
+        snprintf(detail, sizeof(detail), "Not enough permissions: %s needs the %s scope",
+                 t->name, t->scope);
+        return http_error(rs, 403, detail);
+    }
+    static const char *const fields[] = {"args",     "kwargs",     "countdown",
+                                         "eta",      "expires",    "queue",
+                                         "priority", "time_limit", "soft_time_limit",
+                                         NULL};
     json_t *body, *args = NULL, *kwargs = NULL;
     if (http_body_object_or_422(rq, fields, 0, &body, rs) != 0)
         return rs->status;
-    struct qrun_opts opts;
-    if (body != NULL) {
-        args = json_object_get(body, "args");
-        kwargs = json_object_get(body, "kwargs");
-        if (args != NULL && !json_is_array(args)) {
-            json_decref(body);
-            return http_error_422(rs, json_pack("[ss]", "body", "args"),
-                                  "Input should be a valid list", "list_type");
-        }
-        if (kwargs != NULL && !json_is_object(kwargs)) {
-            json_decref(body);
-            return http_error_422(rs, json_pack("[ss]", "body", "kwargs"),
-                                  "Input should be a valid dictionary", "dict_type");
-        }
+    json_t *empty_args = json_array(), *empty_kwargs = json_object();
+    struct qrun_task task = {.name = t->name, .owner = c.sub, .ttl = cfg.result_ttl};
+    char id[37];
+    cel_uuid(id);
+    task.id = id;
+    if (call_of(body, &args, &kwargs, rs) == 0 &&
+        bind_or_422(t, args ? args : empty_args, kwargs ? kwargs : empty_kwargs, rs) == 0 &&
+        args_size_or_413(args ? args : empty_args, kwargs ? kwargs : empty_kwargs, rs) == 0 &&
+        submit_opts(rs, body, t, &task.opts) == 0) {
+        task.args = args;
+        task.kwargs = kwargs;
+        long retry_ms = 0;
+        int rc = qrun_submit(db(), &task, quota_of(&c), &retry_ms);
+        if (rc == QRUN_ADMITTED)
+            accepted(rs, id, t->name, task.opts.eta);
+        else if (rc == QRUN_RATE_LIMITED || rc == QRUN_TOO_MANY)
+            over_quota(rs, rc, retry_ms);
+        else
+            not_taken(rs, rc);
     }
-    if (submit_opts(rs, body, &opts) != 0) {
-        json_decref(body);
-        return rs->status;
-    }
-    json_t *no_args = json_array(), *no_kwargs = json_object();
-    if (args == NULL)
-        args = no_args;
-    if (kwargs == NULL)
-        kwargs = no_kwargs;
-    json_t *arg[TASK_MAX_PARAMS];
-    char err[256];
-    const char *where;
-    if (task_bind(t, args, kwargs, arg, err, sizeof(err), &where) != 0) {
-        /* where: "args", or the keyword that is unexpected or missing */
-        int kw = strcmp(where, "args") != 0;
-        int missing = strstr(err, "missing") != NULL;
-        json_t *loc = kw && !missing ? json_pack("[sss]", "body", "kwargs", where)
-                                     : json_pack("[ss]", "body", "args");
-        http_error_422(rs, loc, err,
-                       missing ? "missing_argument"
-                       : kw    ? "unexpected_keyword_argument"
-                               : "too_many_arguments");
-    } else {
-        char id[37];
-        cel_uuid(id);
-        if (qrun_submit(db(), t->name, id, args, kwargs, &opts, cfg.result_ttl) != 0) {
-            unavailable(rs);
-        } else {
-            char loc[512];
-            snprintf(loc, sizeof(loc), "%.400s/%s", serve_cfg.prefix, id);
-            json_t *out =
-                json_pack("{s:s,s:s,s:s}", "id", id, "task", t->name, "status", CEL_PENDING);
-            if (opts.eta > 0) {
-                char when[40];
-                cel_time_format(opts.eta, when);
-                json_object_set_new(out, "eta", json_string(when));
-            }
-            http_json_new(rs, 202, out);
-            http_header_add(rs, "Location", loc);
-        }
-    }
-    json_decref(no_args);
-    json_decref(no_kwargs);
+    json_decref(empty_args);
+    json_decref(empty_kwargs);
     json_decref(body);
     return rs->status;
 }
@@ -261,8 +481,17 @@ static int parse_wait(const char *s, double *out)
     return 0;
 }
 
+/* Whether caller c may see a task owned by owner ("" for nobody). */
+static int may_see(const struct http_caller *c, const char *owner)
+{
+    return c->admin || (owner[0] != '\0' && strcmp(owner, c->sub) == 0);
+}
+
 static int status_of(struct http_req *rq, struct http_resp *rs, const char *id)
 {
+    struct http_caller c;
+    if (caller_or_401(rq, rs, &c) != 0)
+        return rs->status;
     if (!cel_id_valid(id))
         return http_error(rs, 404, "Task not found");
     double wait = 0;
@@ -274,19 +503,15 @@ static int status_of(struct http_req *rq, struct http_resp *rs, const char *id)
         return http_error_422(rs, json_pack("[ss]", "query", "wait"), msg, "number_range");
     }
     double deadline = aserve_deadline(wait);
-    char key[sizeof(CEL_META_PREFIX) + CEL_ID_MAX];
-    snprintf(key, sizeof(key), CEL_META_PREFIX "%s", id);
-    redisReply *rep = rds_command(db(), "GET %s", key);
-    if (rep == NULL && redis.reply_err) /* WRONGTYPE: that key holds no task result */
-        return http_error(rs, 404, "Task not found");
-    if (rep == NULL)
+    json_t *meta;
+    char owner[CEL_ID_MAX + 1];
+    if (qrun_lookup(db(), id, &meta, owner, sizeof(owner)) != 0)
         return unavailable(rs);
-    if (rep->type != REDIS_REPLY_STRING) {
-        freeReplyObject(rep);
+    /* someone else's task is as unknown as one nobody submitted */
+    if (meta == NULL || !may_see(&c, owner)) {
+        json_decref(meta);
         return http_error(rs, 404, "Task not found");
     }
-    json_t *meta = json_loadb(rep->str, rep->len, 0, NULL);
-    freeReplyObject(rep);
     const char *status = json_string_value(json_object_get(meta, "status"));
     if (status == NULL) {
         json_decref(meta);
@@ -295,6 +520,8 @@ static int status_of(struct http_req *rq, struct http_resp *rs, const char *id)
     }
     if (!cel_state_ready(status) && wait > 0 && aserve_now() < deadline) {
         json_decref(meta);
+        char key[sizeof(CEL_META_PREFIX) + CEL_ID_MAX];
+        snprintf(key, sizeof(key), CEL_META_PREFIX "%s", id);
         return aserve_park(key);
     }
     json_t *result = json_object_get(meta, "result");
@@ -310,6 +537,9 @@ static int status_of(struct http_req *rq, struct http_resp *rs, const char *id)
 
 static int revoke(struct http_req *rq, struct http_resp *rs, const char *id)
 {
+    struct http_caller c;
+    if (caller_or_401(rq, rs, &c) != 0)
+        return rs->status;
     if (!cel_id_valid(id))
         return http_error(rs, 404, "Task not found");
     const char *t = http_query(rq, "terminate");
@@ -322,8 +552,14 @@ static int revoke(struct http_req *rq, struct http_resp *rs, const char *id)
                                   "Input should be a valid boolean", "bool_parsing");
     }
     char state[32];
-    if (qrun_revoke(db(), id, terminate, cfg.result_ttl, state, sizeof(state)) != 0)
+    struct qrun_revoke rv = {.id = id,
+                             .caller = c.admin ? NULL : c.sub,
+                             .terminate = terminate,
+                             .ttl = cfg.result_ttl};
+    if (qrun_revoke(db(), &rv, state, sizeof(state)) != 0)
         return unavailable(rs);
+    if (strcmp(state, "NOTFOUND") == 0)
+        return http_error(rs, 404, "Task not found");
     if (strcmp(state, CEL_SUCCESS) == 0 || strcmp(state, CEL_FAILURE) == 0) {
         char detail[64];
         snprintf(detail, sizeof(detail), "Task already finished: %s", state);
@@ -336,20 +572,25 @@ static int revoke(struct http_req *rq, struct http_resp *rs, const char *id)
                                    "terminate", terminate));
 }
 
-static int rerun(struct http_resp *rs, const char *id)
+static int rerun(struct http_req *rq, struct http_resp *rs, const char *id)
 {
+    struct http_caller c;
+    if (caller_or_401(rq, rs, &c) != 0)
+        return rs->status;
     char task[256];
-    int rc = cel_id_valid(id) ? qrun_rerun(db(), id, cfg.result_ttl, task, sizeof(task)) : 0;
-    if (rc < 0)
-        return unavailable(rs);
-    if (rc == 0)
+    long retry_ms = 0;
+    const struct qrun_quota *q = quota_of(&c);
+    struct qrun_rerun rr = {.id = id, .caller = c.admin ? NULL : c.sub, .ttl = cfg.result_ttl};
+    if (q != NULL)
+        rr.quota = *q;
+    int rc = qrun_rerun(db(), &rr, task, sizeof(task), &retry_ms);
+    if (rc == QRUN_NOT_FOUND)
         return http_error(rs, 404, "No failed task with this id");
-    char loc[512];
-    snprintf(loc, sizeof(loc), "%.400s/%s", serve_cfg.prefix, id);
-    http_json_new(rs, 202,
-                  json_pack("{s:s,s:s,s:s}", "id", id, "task", task, "status", CEL_PENDING));
-    http_header_add(rs, "Location", loc);
-    return rs->status;
+    if (rc == QRUN_RATE_LIMITED || rc == QRUN_TOO_MANY)
+        return over_quota(rs, rc, retry_ms);
+    if (rc != QRUN_ADMITTED)
+        return not_taken(rs, rc);
+    return accepted(rs, id, task, 0);
 }
 
 /* A query integer in [min, max] (default dflt), or -1 with the 422. */
@@ -369,117 +610,58 @@ static int query_long(struct http_req *rq, struct http_resp *rs, const char *nam
     return 0;
 }
 
-struct failed_entry {
-    char id[CEL_ID_MAX + 1];
-    const char *queue;
-    long long at;
-};
-
-static int newest_first(const void *a, const void *b)
-{
-    const struct failed_entry *x = a, *y = b;
-    return x->at < y->at ? 1 : x->at > y->at ? -1 : strcmp(x->id, y->id);
-}
-
 /* GET /api/tasks?status=FAILURE: the failed lists (one per queue, bounded
- * by FAILED_MAX and FAILED_AGE), merged newest first, paged. */
+ * by FAILED_MAX and FAILED_AGE), merged newest first, paged: the caller's
+ * own tasks, or for an admin everyone's (or ?owner='s). */
 static int list_failed(struct http_req *rq, struct http_resp *rs)
 {
+    struct http_caller c;
+    if (caller_or_401(rq, rs, &c) != 0)
+        return rs->status;
     const char *status = http_query(rq, "status");
     if (status == NULL || strcmp(status, CEL_FAILURE) != 0)
         return http_error_422(rs, json_pack("[ss]", "query", "status"),
                               "Input should be 'FAILURE' (the failed-task list)",
                               "literal_error");
-    long limit, offset;
-    if (query_long(rq, rs, "limit", 50, 1, MAX_LIST, &limit) != 0 ||
-        query_long(rq, rs, "offset", 0, 0, MAX_OFFSET, &offset) != 0)
+    struct qrun_failed_query fq = {.max_count = cfg.failed_max, .max_age_s = cfg.failed_age};
+    if (query_long(rq, rs, "limit", 50, 1, MAX_LIST, &fq.limit) != 0 ||
+        query_long(rq, rs, "offset", 0, 0, MAX_OFFSET, &fq.offset) != 0)
         return rs->status;
-    const char *only = http_query(rq, "queue");
-    if (only != NULL && !queue_name_ok(only))
+    fq.queue = http_query(rq, "queue");
+    if (fq.queue != NULL && !cel_queue_valid(fq.queue))
         return http_error_422(rs, json_pack("[ss]", "query", "queue"),
                               "Input should be 1 to 100 characters of A-Z a-z 0-9 . _ -",
                               "string_pattern_mismatch");
-    struct rds *r = db();
-    redisReply *qs = NULL;
-    if (only == NULL && (qs = rds_command(r, "SMEMBERS " QRUN_QUEUES)) == NULL)
+    const char *owner = http_query(rq, "owner");
+    if (owner != NULL && !cel_id_valid(owner))
+        return http_error_422(rs, json_pack("[ss]", "query", "owner"),
+                              "Input should be a user id", "string_pattern_mismatch");
+    /* ?owner= is an admin's filter; anyone else sees their own */
+    fq.owner = c.admin ? owner : c.sub;
+    struct qrun_failed_page page;
+    if (qrun_failed_page(db(), &fq, &page) != 0)
         return unavailable(rs);
-    const char *names[MAX_QUEUES + 1];
-    size_t nq = 0;
-    if (only != NULL) {
-        names[nq++] = only;
-    } else {
-        names[nq++] = "celery";
-        for (size_t i = 0; i < qs->elements && nq < MAX_QUEUES; i++)
-            if (qs->element[i]->type == REDIS_REPLY_STRING &&
-                strcmp(qs->element[i]->str, "celery") != 0)
-                names[nq++] = qs->element[i]->str;
-    }
-    char cutoff[32], want[24];
-    snprintf(cutoff, sizeof(cutoff), "%lld", qrun_now_ms() - cfg.failed_age * 1000);
-    long take = offset + limit < cfg.failed_max ? offset + limit : cfg.failed_max;
-    snprintf(want, sizeof(want), "%ld", take);
-    for (size_t i = 0; i < nq; i++) {
-        rds_append(r, "ZCOUNT " QRUN_FAILED "%s %s +inf", names[i], cutoff);
-        rds_append(r, "ZREVRANGEBYSCORE " QRUN_FAILED "%s +inf %s WITHSCORES LIMIT 0 %s",
-                   names[i], cutoff, want);
-    }
-    long long total = 0;
-    size_t n = 0, cap = 64;
-    struct failed_entry *all = xcalloc(cap, sizeof(*all));
-    int ok = 1;
-    for (size_t i = 0; i < nq; i++) {
-        redisReply *c = rds_reply(r), *z = rds_reply(r);
-        if (c == NULL || z == NULL) {
-            ok = 0;
-        } else {
-            long long cnt = c->integer;
-            total += cnt < cfg.failed_max ? cnt : cfg.failed_max;
-            for (size_t j = 0; j + 1 < z->elements; j += 2) {
-                if (!cel_id_valid(z->element[j]->str))
-                    continue;
-                if (n == cap)
-                    all = xrealloc(all, (cap *= 2) * sizeof(*all));
-                snprintf(all[n].id, sizeof(all[n].id), "%s", z->element[j]->str);
-                all[n].queue = names[i];
-                all[n].at = strtoll(z->element[j + 1]->str, NULL, 10);
-                n++;
-            }
-        }
-        freeReplyObject(c);
-        freeReplyObject(z);
-    }
-    if (!ok) {
-        free(all);
-        freeReplyObject(qs);
-        return unavailable(rs);
-    }
-    qsort(all, n, sizeof(*all), newest_first);
-    size_t from = (size_t)offset < n ? (size_t)offset : n;
-    size_t to = from + (size_t)limit < n ? from + (size_t)limit : n;
     json_t *items = json_array();
-    for (size_t i = from; i < to; i++)
-        rds_append(r, "GET " CEL_META_PREFIX "%s", all[i].id);
-    for (size_t i = from; i < to; i++) {
-        redisReply *m = rds_reply(r);
-        json_t *meta = m && m->type == REDIS_REPLY_STRING ? json_loadb(m->str, m->len, 0, NULL)
-                                                          : NULL;
-        freeReplyObject(m);
+    for (size_t i = 0; i < page.n; i++) {
+        const struct qrun_failed *f = &page.items[i];
         char at[40];
-        cel_time_format((double)all[i].at / 1000.0, at);
-        json_t *result = json_object_get(meta, "result");
+        cel_time_format((double)f->at_ms / 1000.0, at);
+        json_t *result = json_object_get(f->meta, "result");
+        json_t *who = json_object_get(f->meta, "owner");
         json_array_append_new(
-            items, json_pack("{s:s,s:O?,s:s,s:s,s:o,s:O?,s:s}", "id", all[i].id, "task",
-                             json_object_get(meta, "name"), "queue", all[i].queue, "status",
+            items, json_pack("{s:s,s:O?,s:s,s:s,s:o,s:O?,s:s,s:o}", "id", f->id, "task",
+                             json_object_get(f->meta, "name"), "queue", f->queue, "status",
                              CEL_FAILURE, "error", error_line(result, CEL_FAILURE), "date_done",
-                             json_object_get(meta, "date_done"), "failed_at", at));
-        json_decref(meta);
+                             json_object_get(f->meta, "date_done"), "failed_at", at, "owner",
+                             json_is_string(who)  ? json_incref(who)
+                             : fq.owner != NULL ? json_string(fq.owner)
+                                                : json_null()));
     }
-    free(all);
-    freeReplyObject(qs);
+    json_int_t total = (json_int_t)page.total;
+    qrun_failed_page_free(&page);
     return http_json_new(rs, 200,
-                         json_pack("{s:o,s:I,s:i,s:i}", "items", items, "total",
-                                   (json_int_t)total, "limit", (int)limit, "offset",
-                                   (int)offset));
+                         json_pack("{s:o,s:I,s:i,s:i}", "items", items, "total", total, "limit",
+                                   (int)fq.limit, "offset", (int)fq.offset));
 }
 
 static int tasks(struct http_req *rq, struct http_resp *rs)
@@ -496,7 +678,7 @@ static int tasks(struct http_req *rq, struct http_resp *rs)
             return http_error(rs, 404, NULL);
         if (http_allow_or_405(rq, rs, "POST") != 0)
             return rs->status;
-        return rerun(rs, rq->seg[0]);
+        return rerun(rq, rs, rq->seg[0]);
     }
     if (http_allow_or_405(rq, rs, "GET, POST, DELETE") != 0)
         return rs->status;
@@ -515,11 +697,23 @@ int main(int argc, char **argv)
         {"TASK_MAX_WAIT", CONF_INT, "30", &cfg.max_wait, 0, 3600, NULL, NULL},
         {"FAILED_MAX", CONF_INT, "10000", &cfg.failed_max, 1, 10000000, NULL, NULL},
         {"FAILED_AGE", CONF_INT, "604800", &cfg.failed_age, 60, 365L * 86400, NULL, NULL},
+        /* queues submits may name besides those a live runner consumes */
+        {"TASK_QUEUES", CONF_STR, "celery", &cfg.queues, 0, 0, NULL, queues_check},
+        /* the runners' default limits: a submit may ask for less */
+        {"TASK_TIME_LIMIT", CONF_INT, "300", &cfg.time_limit, 0, 86400 * 7, NULL, NULL},
+        {"TASK_SOFT_TIME_LIMIT", CONF_INT, "0", &cfg.soft_time_limit, 0, 86400 * 7, NULL, NULL},
+        /* per user (not admins): submits per second, tasks queued or
+         * running at once; 0: none */
+        {"TASK_USER_RATE", CONF_INT, "20", &cfg.user_rate, 0, 1000000, NULL, NULL},
+        {"TASK_USER_ACTIVE", CONF_INT, "100", &cfg.user_active, 0, 10000000, NULL, NULL},
+        {"TASK_MAX_ARGS_BYTES", CONF_INT, "65536", &cfg.max_args, 2, 1L << 30, NULL, NULL},
+        {"RUNNER_LEASE", CONF_INT, "10", &cfg.lease, 2, 3600, NULL, NULL},
     };
     int rc = aserve_main(argc, argv, "tasks", conf, sizeof(conf) / sizeof(conf[0]), tasks,
                          &cfg.redis_url);
     if (redis_ready)
         rds_free(&redis);
     free(cfg.redis_url);
+    free(cfg.queues);
     return rc;
 }

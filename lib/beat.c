@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "celery.h"
 #include "conf.h"
 #include "mem.h"
 
@@ -200,6 +201,8 @@ static int parse_option(struct cursor *c, const char *tok, struct beat_entry *e,
         if (!name_ok(val, BEAT_QUEUE_MAX))
             return fail(c, "queue: expected 1..%d of [A-Za-z0-9._-], got '%s'", BEAT_QUEUE_MAX,
                         val);
+        if (!cel_queue_valid(val)) /* a key Redis holds for something else */
+            return fail(c, "queue: '%s' is a name Redis or kombu keep for themselves", val);
         memcpy(e->queue, val, strlen(val) + 1); /* checked above */
         return 0;
     case 1:

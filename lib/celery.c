@@ -61,21 +61,42 @@ static int dump_cb(const char *data, size_t size, void *arg)
     return 0;
 }
 
-void cel_message(struct buf *out, const char *task, const char *id, json_t *args,
-                 json_t *kwargs, const char *queue, int priority)
+int cel_queue_valid(const char *q)
 {
-    cel_message_at(out, task, id, args, kwargs, queue, priority, 0, 0);
+    static const char *const exact[] = {"revoked", "unacked", "unacked_index", "unacked_mutex",
+                                        NULL};
+    static const char *const prefix[] = {"_kombu.", "celery-task-meta-", "celery-taskset-meta-",
+                                         "chord-unlock-", NULL};
+    size_t n = strlen(q);
+    if (n == 0 || n > CEL_QUEUE_NAME_MAX ||
+        strspn(q, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") != n)
+        return 0;
+    for (size_t i = 0; exact[i] != NULL; i++)
+        if (strcmp(q, exact[i]) == 0)
+            return 0;
+    for (size_t i = 0; prefix[i] != NULL; i++)
+        if (strncmp(q, prefix[i], strlen(prefix[i])) == 0)
+            return 0;
+    return !(n >= 7 && strcmp(q + n - 7, ".pidbox") == 0);
 }
 
-void cel_message_at(struct buf *out, const char *task, const char *id, json_t *args,
-                    json_t *kwargs, const char *queue, int priority, double eta,
-                    double expires)
+/* A limit for headers.timelimit: the number, or null. */
+static json_t *limit_or_null(double s)
+{
+    return s > 0 ? json_real(s) : json_null();
+}
+
+void cel_message(struct buf *out, const struct cel_call *c)
 {
     struct buf body = {0}, b64 = {0};
+    json_t *no_args = c->args ? NULL : json_array(), *no_kwargs = c->kwargs ? NULL : json_object();
     json_t *embed = json_pack("{s:n,s:n,s:n,s:n}", "callbacks", "errbacks", "chain", "chord");
-    json_t *arr = json_pack("[OOo]", args, kwargs, embed);
+    json_t *arr = json_pack("[OOo]", c->args ? c->args : no_args,
+                            c->kwargs ? c->kwargs : no_kwargs, embed);
     jsonfmt_dump(arr, &body, JSON_COMPACT);
     json_decref(arr);
+    json_decref(no_args);
+    json_decref(no_kwargs);
     b64_encode(&b64, body.data, body.len, B64_STD);
 
     char tag[37];
@@ -91,28 +112,31 @@ void cel_message_at(struct buf *out, const char *task, const char *id, json_t *a
         origin_pid = getpid();
         snprintf(origin, sizeof(origin), "%ld@%s", (long)origin_pid, host);
     }
-
+    const char *queue = c->queue ? c->queue : "celery";
     json_t *env = json_pack(
         "{s:s, s:s, s:s,"
-        " s:{s:s,s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:i,s:[nn],s:s,s:n,s:s,s:s,s:s,s:b},"
+        " s:{s:s,s:s,s:s,s:n,s:n,s:n,s:n,s:n,s:i,s:[oo],s:s,s:n,s:s,s:s,s:s,s:b},"
         " s:{s:s,s:s,s:i,s:{s:s,s:s},s:i,s:s,s:s}}",
         "body", b64.data, "content-encoding", "utf-8", "content-type", "application/json",
-        "headers", "lang", "c", "task", task, "id", id, "shadow", "eta", "expires", "group",
-        "group_index", "retries", 0, "timelimit", "root_id", id, "parent_id", "argsrepr", "",
+        "headers", "lang", "c", "task", c->task, "id", c->id, "shadow", "eta", "expires", "group",
+        "group_index", "retries", 0, "timelimit", limit_or_null(c->time_limit),
+        limit_or_null(c->soft_time_limit), "root_id", c->id, "parent_id", "argsrepr", "",
         "kwargsrepr", "", "origin", origin, "ignore_result", 0,
-        "properties", "correlation_id", id, "reply_to", id, "delivery_mode", 2,
-        "delivery_info", "exchange", "", "routing_key", queue, "priority", priority,
+        "properties", "correlation_id", c->id, "reply_to", c->id, "delivery_mode", 2,
+        "delivery_info", "exchange", "", "routing_key", queue, "priority", c->priority,
         "body_encoding", "base64", "delivery_tag", tag);
     json_t *headers = json_object_get(env, "headers");
     char when[40];
-    if (eta > 0) {
-        cel_time_format(eta, when);
+    if (c->eta > 0) {
+        cel_time_format(c->eta, when);
         json_object_set_new(headers, "eta", json_string(when));
     }
-    if (expires > 0) {
-        cel_time_format(expires, when);
+    if (c->expires > 0) {
+        cel_time_format(c->expires, when);
         json_object_set_new(headers, "expires", json_string(when));
     }
+    if (c->owner != NULL)
+        json_object_set_new(headers, "owner", json_string(c->owner));
     json_dump_callback(env, dump_cb, out, JSON_COMPACT);
     json_decref(env);
     buf_free(&body);
@@ -383,6 +407,9 @@ int cel_parse(struct cel_msg *m, const char *raw, size_t len, char *err, size_t 
     if (m->routing_key == NULL || m->routing_key[0] == '\0')
         m->routing_key = "celery";
     m->ignore_result = json_is_true(json_object_get(headers, "ignore_result"));
+    m->owner = json_string_value(json_object_get(headers, "owner"));
+    if (m->owner != NULL && !cel_id_valid(m->owner))
+        m->owner = NULL;
     json_int_t prio = json_integer_value(json_object_get(props, "priority"));
     m->priority = prio < 0 ? 0 : prio > 9 ? 9 : (int)prio;
     json_int_t retries = json_integer_value(json_object_get(headers, "retries"));
@@ -458,11 +485,10 @@ int cel_state_ready(const char *s)
            strcmp(s, CEL_REVOKED) == 0;
 }
 
-void cel_meta(struct buf *out, const char *status, json_t *result, const char *traceback,
-              const char *task_id, const char *name)
+void cel_meta(struct buf *out, const struct cel_state *s)
 {
     char date[40] = "";
-    if (cel_state_ready(status)) {
+    if (cel_state_ready(s->status)) {
         struct timeval tv;
         struct tm tm;
         gettimeofday(&tv, NULL);
@@ -470,9 +496,11 @@ void cel_meta(struct buf *out, const char *status, json_t *result, const char *t
         size_t n = strftime(date, sizeof(date), "%Y-%m-%dT%H:%M:%S", &tm);
         snprintf(date + n, sizeof(date) - n, ".%06ld", (long)tv.tv_usec);
     }
-    json_t *meta = json_pack("{s:s,s:O?,s:s?,s:[],s:s?,s:s,s:s?}", "status", status, "result",
-                             result, "traceback", traceback, "children", "date_done",
-                             date[0] ? date : NULL, "task_id", task_id, "name", name);
+    json_t *meta = json_pack("{s:s,s:O?,s:s?,s:[],s:s?,s:s,s:s?}", "status", s->status, "result",
+                             s->result, "traceback", s->traceback, "children", "date_done",
+                             date[0] ? date : NULL, "task_id", s->task_id, "name", s->name);
+    if (s->owner != NULL)
+        json_object_set_new(meta, "owner", json_string(s->owner));
     jsonfmt_dump(meta, out, JSON_COMPACT);
     json_decref(meta);
 }

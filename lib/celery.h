@@ -17,29 +17,47 @@
 #define CEL_ID_MAX 64            /* task ids we accept: 1..64 of [A-Za-z0-9._-] */
 #define CEL_META_PREFIX "celery-task-meta-"
 #define CEL_QUEUE_MAX 128
+#define CEL_QUEUE_NAME_MAX 100   /* queue names we route: cel_queue_valid */
 
 /* A uuid4 string (36 characters + NUL) from the kernel's random source. */
 void cel_uuid(char out[37]);
 
-/* 1 if s is a task id we handle (Celery's are uuids; any sane token works). */
+/* 1 if s is a task id we handle (Celery's are uuids; any sane token works).
+ * Owners (headers.owner) follow the same rule. */
 int cel_id_valid(const char *s);
+
+/* 1 if q may name a queue: 1..CEL_QUEUE_NAME_MAX of [A-Za-z0-9._-], and not
+ * a key Redis already holds for something else when it is used as a list
+ * name (kombu's layout keys a queue by its bare name): the token revocation
+ * list (`revoked`), kombu's own keys (`unacked`, `unacked_index`,
+ * `unacked_mutex`, `_kombu.*`), Celery's result and chord keys
+ * (`celery-task-meta-*`, `celery-taskset-meta-*`, `chord-unlock-*`) and
+ * pidbox queues (`*.pidbox`). Our own keys all hold a ':', which no valid
+ * name has. */
+int cel_queue_valid(const char *q);
 
 /* The Redis list a message of this priority goes to (Celery's Redis bands:
  * 0-2 -> queue, 3-5 -> queue\x06\x163, 6-8 -> ...6, 9 -> ...9; lower is served
  * first). Writes a NUL-terminated name into out; -1 if it does not fit. */
 int cel_queue_key(char *out, size_t outlen, const char *queue, int priority);
 
-/* Append the whole envelope JSON of a task message to out: body
- * base64([args, kwargs, embed]), headers (task, id, root_id, ...), properties
- * (delivery_tag, delivery_info, priority, ...). args/kwargs are borrowed. */
-void cel_message(struct buf *out, const char *task, const char *id, json_t *args,
-                 json_t *kwargs, const char *queue, int priority);
+/* A task call, as cel_message writes it (pointers borrowed). */
+struct cel_call {
+    const char *task, *id;
+    json_t *args, *kwargs; /* NULL: [] and {} */
+    const char *queue;     /* NULL: "celery" */
+    int priority;          /* 0..9 */
+    double eta, expires;   /* epoch seconds; 0: none (written as null) */
+    double time_limit, soft_time_limit; /* seconds, headers.timelimit; 0: none */
+    const char *owner;     /* headers.owner: who submitted it over HTTP (a token's
+                            * sub, cel_id_valid); NULL: no such header */
+};
 
-/* The same with headers.eta and headers.expires (epoch seconds; 0: none,
- * written as null), as Celery's apply_async(eta=, expires=) sends them. */
-void cel_message_at(struct buf *out, const char *task, const char *id, json_t *args,
-                    json_t *kwargs, const char *queue, int priority, double eta,
-                    double expires);
+/* Append the whole envelope JSON of a task message to out: body
+ * base64([args, kwargs, embed]), headers (task, id, root_id, eta, expires,
+ * timelimit, ... and owner when set), properties (delivery_tag,
+ * delivery_info, priority, ...), as Celery's apply_async sends them. */
+void cel_message(struct buf *out, const struct cel_call *c);
 
 /* A copy of a parsed message for its next delivery (appended to out): the
  * same id and body, headers.retries = retries, headers.eta = eta (0: null),
@@ -62,6 +80,7 @@ struct cel_msg {
     const char *id;          /* headers.id */
     json_t *args, *kwargs;   /* borrowed from body */
     int ignore_result;
+    const char *owner;       /* headers.owner when cel_id_valid, else NULL */
     const char *routing_key; /* properties.delivery_info.routing_key, or "celery" */
     int priority;            /* properties.priority, 0..9 */
     int retries;             /* headers.retries */
@@ -96,12 +115,21 @@ int cel_control_parse(const char *raw, size_t len, json_t **ids, int *terminate)
 #define CEL_REVOKED "REVOKED"
 int cel_state_ready(const char *status); /* SUCCESS, FAILURE, REVOKED */
 
+/* A result's state, as cel_meta writes it (pointers borrowed). */
+struct cel_state {
+    const char *status;
+    json_t *result; /* NULL: null */
+    const char *traceback;
+    const char *task_id, *name;
+    const char *owner; /* NULL: no "owner" key (see cel_call) */
+};
+
 /* Append the result meta JSON to out:
- * {"status","result","traceback","children":[],"date_done","task_id","name"}.
+ * {"status","result","traceback","children":[],"date_done","task_id","name"}
+ * in Celery's key order, then "owner" when set (Python clients ignore it).
  * date_done (naive UTC ISO, like Celery) is set for ready states, null
- * otherwise. result is borrowed (NULL = null). */
-void cel_meta(struct buf *out, const char *status, json_t *result, const char *traceback,
-              const char *task_id, const char *name);
+ * otherwise. */
+void cel_meta(struct buf *out, const struct cel_state *s);
 
 /* Celery's exception result: {"exc_type","exc_message":[message],"exc_module"}.
  * New reference. */

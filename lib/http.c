@@ -13,6 +13,7 @@
 #include "conf.h"
 #include "jsonfmt.h"
 #include "mem.h"
+#include "token.h"
 #include "url.h"
 #include "utf8.h"
 
@@ -421,4 +422,15 @@ void http_resp_format(const struct http_req *rq, const struct http_resp *rs, str
     buf_append(out, "\r\n", 2);
     if (!no_body && !rq->head)
         buf_append(out, rs->body.data, rs->body.len);
+}
+
+struct http_caller http_caller(const struct http_req *rq)
+{
+    struct http_caller c = {http_env(rq, "AUTH_SUB"), http_env(rq, "AUTH_SCOPE"), 0};
+    if (c.sub != NULL && c.sub[0] == '\0')
+        c.sub = NULL;
+    if (c.scope == NULL || c.sub == NULL)
+        c.scope = "";
+    c.admin = token_scope_has(c.scope, "admin", 5);
+    return c;
 }

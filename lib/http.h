@@ -112,6 +112,16 @@ const char *http_env(const struct http_req *rq, const char *name);
 const char *http_header(const struct http_req *rq, const char *name); /* "X-Request-Id" */
 const char *http_query(const struct http_req *rq, const char *name);  /* first value */
 
+/* Who calls, as the gateway's authorizer (fcgi/auth.c) named them in the
+ * request's environment: AUTH_SUB and AUTH_SCOPE, which only the
+ * authorizer sets (lighttpd drops a client's own). Borrowed from rq. */
+struct http_caller {
+    const char *sub;   /* the token's subject; NULL: no token (a public route) */
+    const char *scope; /* its scopes, space-separated; "" when none */
+    int admin;         /* scope holds "admin" */
+};
+struct http_caller http_caller(const struct http_req *rq);
+
 /* 1 if s is a request id we pass on: 1..64 of [A-Za-z0-9._-]. */
 int http_request_id_sane(const char *s);
 

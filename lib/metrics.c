@@ -1,10 +1,12 @@
 #include "metrics.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -186,4 +188,158 @@ void metrics_task_end(const char *task, const char *state, double seconds)
     ADD(mx->task_count[t], 1);
     ADD(mx->task_sum_us[t], (uint64_t)(seconds * 1e6));
     ADD(mx->running, -1);
+}
+
+/* ---- folding dead processes' files ---------------------------------- */
+
+/* Add the counters of f into t (gauges are live processes' only: not
+ * added). Relaxed loads: f's process is dead, t is ours under the lock. */
+static void fold_into(struct mx_file *t, const struct mx_file *f)
+{
+#define SUM(field) t->field += __atomic_load_n(&f->field, __ATOMIC_RELAXED)
+    for (int m = 0; m < MX_METHODS; m++)
+        for (int st = 0; st < MX_STATUSES; st++)
+            SUM(requests[m][st]);
+    for (int b = 0; b < MX_BUCKETS; b++)
+        SUM(req_bucket[b]);
+    SUM(req_count);
+    SUM(req_sum_us);
+    for (int e = 0; e < 2; e++)
+        SUM(errors[e]);
+    for (int k = 0; k < MX_TASKS; k++) {
+        for (int st = 0; st < MX_STATES; st++)
+            SUM(tasks[k][st]);
+        for (int b = 0; b < MX_BUCKETS; b++)
+            SUM(task_bucket[k][b]);
+        SUM(task_count[k]);
+        SUM(task_sum_us[k]);
+    }
+#undef SUM
+}
+
+/* The totals file of f's program and route: folded.<program>.<route>, the
+ * route's characters other than [A-Za-z0-9] as '_'. */
+static void totals_name(const struct mx_file *f, char *out, size_t n)
+{
+    char prog[sizeof(f->program)], route[sizeof(f->route)];
+    snprintf(prog, sizeof(prog), "%.*s", (int)sizeof(f->program) - 1, f->program);
+    snprintf(route, sizeof(route), "%.*s", (int)sizeof(f->route) - 1, f->route);
+    for (char *p = prog; *p != '\0'; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '-' || *p == '_'))
+            *p = '_';
+    for (char *p = route; *p != '\0'; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+            *p = '_';
+    snprintf(out, n, MX_FOLDED_PREFIX "%s.%s", prog, route);
+}
+
+/* Fold the dead file `name` (mapped at f) into its totals, then remove it.
+ * The caller holds the directory's exclusive lock. 0, or -1. */
+static int fold_one(int dirfd_, const char *name, const struct mx_file *f)
+{
+    char tname[256];
+    totals_name(f, tname, sizeof(tname));
+    int fd = openat(dirfd_, tname, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    struct stat st;
+    if (fstat(fd, &st) != 0 ||
+        ((size_t)st.st_size != sizeof(struct mx_file) && ftruncate(fd, sizeof(struct mx_file)) != 0)) {
+        close(fd);
+        return -1;
+    }
+    struct mx_file *t =
+        mmap(NULL, sizeof(struct mx_file), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (t == MAP_FAILED)
+        return -1;
+    if (t->magic != MX_MAGIC || t->size != sizeof(*t)) {
+        memset(t, 0, sizeof(*t));
+        t->size = sizeof(*t);
+        t->kind = f->kind;
+        t->start_time = f->start_time; /* pid 0: never counted as alive */
+        memcpy(t->program, f->program, sizeof(t->program));
+        memcpy(t->route, f->route, sizeof(t->route));
+        t->magic = MX_MAGIC;
+    }
+    /* a folder killed after adding and before removing left its name */
+    if (strncmp(t->folded_from, name, sizeof(t->folded_from)) != 0) {
+        struct mx_file sum = *t;
+        fold_into(&sum, f);
+        snprintf(sum.folded_from, sizeof(sum.folded_from), "%s", name);
+        *t = sum;
+    }
+    munmap(t, sizeof(struct mx_file));
+    return unlinkat(dirfd_, name, 0) == 0 ? 0 : -1;
+}
+
+static const char *metrics_dir(const char *dir)
+{
+    if (dir != NULL)
+        return dir;
+    const char *on = getenv("METRICS");
+    dir = getenv("METRICS_DIR");
+    if (dir == NULL || dir[0] == '\0' || (on != NULL && strcmp(on, "0") == 0))
+        return NULL;
+    return dir;
+}
+
+int metrics_fold(const char *dir)
+{
+    dir = metrics_dir(dir);
+    if (dir == NULL)
+        return 0;
+    DIR *d = opendir(dir);
+    if (d == NULL) {
+        if (errno != ENOENT)
+            log_warn("metrics: %s: %s", dir, strerror(errno));
+        return errno == ENOENT ? 0 : -1;
+    }
+    int dfd = dirfd(d), n = 0;
+    if (flock(dfd, LOCK_EX) != 0) {
+        closedir(d);
+        return -1;
+    }
+    for (struct dirent *e = readdir(d); e != NULL; e = readdir(d)) {
+        if (e->d_name[0] == '.' || strncmp(e->d_name, MX_FOLDED_PREFIX, sizeof(MX_FOLDED_PREFIX) - 1) == 0)
+            continue;
+        int fd = openat(dfd, e->d_name, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        struct stat st;
+        void *m = MAP_FAILED;
+        if (fstat(fd, &st) == 0 && (size_t)st.st_size == sizeof(struct mx_file))
+            m = mmap(NULL, sizeof(struct mx_file), PROT_READ, MAP_SHARED, fd, 0);
+        close(fd);
+        if (m == MAP_FAILED)
+            continue;
+        const struct mx_file *f = m;
+        /* a file still being made has no magic yet: its process is alive */
+        if (__atomic_load_n(&f->magic, __ATOMIC_ACQUIRE) == MX_MAGIC && f->size == sizeof(*f) &&
+            !metrics_alive(f) && fold_one(dfd, e->d_name, f) == 0)
+            n++;
+        munmap(m, sizeof(struct mx_file));
+    }
+    flock(dfd, LOCK_UN);
+    closedir(d);
+    return n;
+}
+
+int metrics_lock_shared(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    if (flock(fd, LOCK_SH) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+void metrics_unlock(int fd)
+{
+    if (fd >= 0)
+        close(fd); /* releases the lock */
 }

@@ -13,13 +13,23 @@
  * so its counts: nothing is lost when lighttpd respawns a route or the
  * runner replaces a worker, and nothing is counted twice (the new process
  * has a file of its own). Gauges (in flight, running) are summed over live
- * processes only. The files live as long as the stack: scripts/run starts
- * with an empty METRICS_DIR, as Prometheus expects of a restarted target.
+ * processes only. scripts/run starts with an empty METRICS_DIR, as
+ * Prometheus expects of a restarted target.
+ *
+ * Dead processes' files are folded (metrics_fold) into one file per
+ * program and route, folded.<program>.<route>, and removed, so the
+ * directory holds the live processes plus those totals however often
+ * processes die: /metrics folds at each scrape, and the runner's
+ * supervisor each time it replaces a worker. A fold is exactly once: the
+ * totals remember the last file added (a folder killed between adding and
+ * removing does not add it twice), and folds and scrapes exclude each other
+ * (flock on the directory), so a scrape never sees a file both in the
+ * totals and on its own.
  *
  * Off (every call a no-op) when METRICS_DIR is unset or empty, or when
  * METRICS=0. */
 
-#define MX_MAGIC 0x4d587631u /* "MXv1" */
+#define MX_MAGIC 0x4d587632u /* "MXv2" */
 #define MX_METHODS 8         /* GET HEAD POST PUT PATCH DELETE OPTIONS other */
 #define MX_STATUSES 32       /* http.h's statuses, then "other" */
 #define MX_BUCKETS 14
@@ -54,7 +64,11 @@ struct mx_file {
     uint64_t tasks[MX_TASKS][MX_STATES];
     uint64_t task_bucket[MX_TASKS][MX_BUCKETS];
     uint64_t task_count[MX_TASKS], task_sum_us[MX_TASKS];
+    char folded_from[128]; /* totals files: the name of the last file added */
 };
+
+/* The totals of dead processes are in files named with this prefix. */
+#define MX_FOLDED_PREFIX "folded."
 
 /* Start recording for this process (call again after fork: the child gets
  * a file of its own). route: the URL prefix served ("" for the runner).
@@ -76,5 +90,15 @@ void metrics_task_end(const char *task, const char *state, double seconds);
 
 /* For the scraper: 1 if the file's process is alive (same pid, same start). */
 int metrics_alive(const struct mx_file *f);
+
+/* Fold every dead process's file in dir (NULL: METRICS_DIR) into its
+ * program's totals file and remove it. Returns the number folded (0 when
+ * metrics are off), or -1 (logged) when dir cannot be read. */
+int metrics_fold(const char *dir);
+
+/* Hold the directory for reading every file as one consistent sum (no fold
+ * meanwhile): an fd to pass to metrics_unlock, or -1 (read anyway). */
+int metrics_lock_shared(const char *dir);
+void metrics_unlock(int fd);
 
 #endif

@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
+#include "celery.h"
 #include "redis.h"
 
 /* The queue's reliability layer on Redis, shared by bin/queue-runner and the
@@ -25,6 +26,18 @@
  *   qrun:failed:<queue>       ZSET  ids that ended FAILURE -> time (ms), bounded
  *   qrun:failedmsg:<id>       STRING their message, for a re-run, TTL
  *
+ * and, for tasks submitted over HTTP (their message's headers.owner, the
+ * submitter's token sub; see qsubmit.c):
+ *
+ *   qrun:owner:<id>           STRING the owner, for metas a Python worker
+ *                                   writes without one; TTL RESULT_EXPIRES
+ *                                   past the eta
+ *   qrun:active:<owner>       ZSET  the owner's tasks queued, scheduled or
+ *                                   running -> deadline (ms); TTL
+ *   qrun:rate:<owner>:<s>     STRING submits in second s; TTL 2 s
+ *   qrun:ufailed:<owner>:<q>  ZSET  the owner's part of qrun:failed:<q>,
+ *                                   same bounds; TTL FAILED_AGE
+ *
  * A worker claims a message by moving it atomically from its queue list into
  * its in-flight list (LMOVE in a script, or BLMOVE), and removes it in the
  * same script that stores the result: a message is always in exactly one
@@ -41,16 +54,19 @@
 #define QRUN_FAILED "qrun:failed:"
 #define QRUN_FAILEDMSG "qrun:failedmsg:"
 #define QRUN_ETA "qrun:eta:"
+#define QRUN_OWNER "qrun:owner:"
+#define QRUN_UFAILED "qrun:ufailed:"
 #define QRUN_MAX_SLOTS 256
 #define QRUN_FAILED_MAX 10000   /* failed ids kept per queue */
 #define QRUN_FAILED_AGE 604800 /* and for this long (s) */
 
-/* Where and when a submitted task runs. */
+/* Where and when a submitted task runs, and its limits. */
 struct qrun_opts {
-    const char *queue; /* NULL: "celery" */
+    const char *queue; /* NULL: "celery" (cel_queue_valid) */
     int priority;      /* 0..9, lower first */
     double eta;        /* epoch seconds; 0: now */
     double expires;    /* epoch seconds; 0: never */
+    double time_limit, soft_time_limit; /* seconds; 0: the runner's defaults */
 };
 
 /* The failed lists' bounds for this process (defaults above). */
@@ -125,23 +141,10 @@ long qrun_promote(struct rds *r);
  * Returns the entries removed, or -1. */
 long qrun_purge(struct rds *r, long max_age_s, long max_count);
 
-/* Revoke task id (DELETE /api/tasks/{id}): record the revoke (TTL ttl), so
- * a runner that claims it later drops it, broadcast it as Celery does (Python
- * workers honour it; with terminate our runners stop the task if running),
- * and store REVOKED unless it is running and not terminated. state gets the
- * outcome: REVOKED; RUNNING (left to finish); SUCCESS or FAILURE (already
- * finished: nothing done). Returns 0 or -1. */
-int qrun_revoke(struct rds *r, const char *id, int terminate, long ttl, char *state,
-                size_t state_len);
-
 /* Record a revoke heard on the pidbox channel (a runner's job: Python's
  * app.control.revoke stores nothing), for ttl s past the task's eta, never
  * shortening one already there. Returns 0 or -1. */
 int qrun_note_revoke(struct rds *r, const char *id, int terminate, long ttl);
-
-/* Re-run a task from its queue's failed list: same id, retries 0, PENDING,
- * queued again. Returns 1 (task name in task), 0 not in a failed list, -1. */
-int qrun_rerun(struct rds *r, const char *id, long ttl, char *task, size_t task_len);
 
 /* Put every message of an in-flight list back at the head of its queue
  * (the end consumers take next, priority band kept). Returns the count or -1. */
@@ -160,19 +163,117 @@ long qrun_reap(struct rds *r, long lease_s);
 /* Forget runner id (clean exit: its lists are already empty). */
 int qrun_unregister(struct rds *r, const char *id);
 
-/* Enqueue a Celery task message (cel_message_at) for task `name` under
- * `id`, and store its PENDING meta (TTL ttl) in the same MULTI, so the id is
- * known from the moment it is queued; with an eta it waits in the queue's
- * scheduled set. o NULL: defaults. args/kwargs borrowed. Returns 0 or -1. */
-int qrun_submit(struct rds *r, const char *name, const char *id, json_t *args, json_t *kwargs,
-                const struct qrun_opts *o, long ttl);
+/* ---- submitting and reading tasks (qsubmit.c) ---------------------- */
+
+/* A task to submit. Pointers borrowed. */
+struct qrun_task {
+    const char *name, *id;
+    json_t *args, *kwargs; /* NULL: [] and {} */
+    struct qrun_opts opts;
+    const char *owner; /* who submits it (a token's sub, cel_id_valid), carried
+                        * in its message and metas; NULL: nobody (an
+                        * operator's tool, a periodic task) */
+    long ttl;          /* RESULT_EXPIRES */
+};
+
+/* What one owner may have in the queue at once; 0: no bound. */
+struct qrun_quota {
+    long per_second; /* submits and re-runs per second */
+    long max_active; /* tasks queued, scheduled or running */
+};
+
+/* How qrun_submit and qrun_rerun end when they do not fail (-1). */
+enum qrun_refusal {
+    QRUN_ADMITTED = 0,
+    QRUN_RATE_LIMITED = 1, /* over quota.per_second */
+    QRUN_TOO_MANY = 2,     /* over quota.max_active */
+    QRUN_KEY_CLASH = 3,    /* a key it writes holds another type */
+    QRUN_NOT_FOUND = 4,    /* re-run: not on a failed list, or not the caller's */
+};
+
+/* Enqueue t: its PENDING meta (TTL t->ttl), its message (on its queue's
+ * list for its priority, or in the queue's scheduled set when it has an
+ * eta), the queue in qrun:queues and, with an owner, qrun:owner:<id> and
+ * its place in qrun:active:<owner>: all in one atomic step that first
+ * checks q against the owner (NULL: no quota) and the keys' types, so a
+ * refusal writes nothing. Returns QRUN_ADMITTED or a refusal (*retry_ms:
+ * when a retry may pass, may be NULL), or -1: a bad id, queue or owner, or
+ * Redis failed (r->err; rds_full(r) when Redis is out of memory, which
+ * also writes nothing). */
+int qrun_submit(struct rds *r, const struct qrun_task *t, const struct qrun_quota *q,
+                long *retry_ms) __attribute__((warn_unused_result));
 
 /* The same, only if once_key is not taken yet (SET NX EX once_ttl in the
- * same step): periodic tasks enqueued once per slot by many hosts.
- * Returns 1 enqueued, 0 already taken, -1 error. */
-int qrun_submit_once(struct rds *r, const char *once_key, long once_ttl, const char *name,
-                     const char *id, json_t *args, json_t *kwargs, const struct qrun_opts *o,
-                     long ttl);
+ * same step), with no quota: periodic tasks enqueued once per slot by many
+ * hosts. Returns 1 enqueued, 0 already taken, -1 error. */
+int qrun_submit_once(struct rds *r, const char *once_key, long once_ttl,
+                     const struct qrun_task *t);
+
+/* The stored meta of task id (new reference, NULL when there is none) and
+ * its owner into owner ("" for none): the meta's own, else qrun:owner:<id>
+ * (a Python worker's metas carry none). One round trip. Returns 0, -1. */
+int qrun_lookup(struct rds *r, const char *id, json_t **meta, char *owner, size_t owner_len);
+
+/* A revoke (DELETE /api/tasks/{id}). */
+struct qrun_revoke {
+    const char *id;
+    const char *caller; /* the owner asking; NULL: an admin (any task, also
+                         * one not submitted yet) */
+    int terminate;      /* stop it if it is running */
+    long ttl;           /* RESULT_EXPIRES */
+};
+
+/* Revoke rv->id: record the revoke (TTL ttl past any eta), so a runner
+ * that claims it later drops it, broadcast it as Celery does (Python
+ * workers honour it; with terminate our runners stop the task if running),
+ * and store REVOKED unless it is running and not terminated. state gets the
+ * outcome: REVOKED; RUNNING (left to finish); SUCCESS or FAILURE (already
+ * finished: nothing done); NOTFOUND (the caller does not own it: nothing
+ * done). Returns 0 or -1. */
+int qrun_revoke(struct rds *r, const struct qrun_revoke *rv, char *state, size_t state_len);
+
+/* A re-run from a failed list (POST /api/tasks/{id}/retry). */
+struct qrun_rerun {
+    const char *id;
+    const char *caller;      /* the owner asking; NULL: an admin */
+    struct qrun_quota quota; /* the caller's (an admin's re-run has none) */
+    long ttl;
+};
+
+/* Re-run rr->id from its queue's failed list: same id, retries 0, PENDING,
+ * queued again, off the list. Returns QRUN_ADMITTED (the task's name in
+ * task), a refusal (QRUN_NOT_FOUND: not listed, or not the caller's;
+ * quotas as qrun_submit), or -1. */
+int qrun_rerun(struct rds *r, const struct qrun_rerun *rr, char *task, size_t task_len,
+               long *retry_ms);
+
+/* One entry of a failed list. */
+struct qrun_failed {
+    char id[CEL_ID_MAX + 1];
+    char queue[CEL_QUEUE_MAX];
+    long long at_ms; /* when it failed */
+    json_t *meta;    /* its stored meta (owned), NULL if gone */
+};
+
+struct qrun_failed_query {
+    const char *owner;      /* only this owner's (their own lists); NULL: all */
+    const char *queue;      /* one queue; NULL: celery and every known one */
+    long offset, limit;
+    long max_count, max_age_s; /* FAILED_MAX, FAILED_AGE */
+};
+
+struct qrun_failed_page {
+    struct qrun_failed *items; /* newest first */
+    size_t n;
+    long long total; /* entries in the lists read */
+};
+
+/* A page of the failed lists (at most QRUN_LIST_QUEUES queues), merged
+ * newest first. Returns 0 (free with qrun_failed_page_free), or -1. */
+#define QRUN_LIST_QUEUES 100
+int qrun_failed_page(struct rds *r, const struct qrun_failed_query *fq,
+                     struct qrun_failed_page *out);
+void qrun_failed_page_free(struct qrun_failed_page *p);
 
 long long qrun_now_ms(void);
 

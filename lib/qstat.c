@@ -317,3 +317,31 @@ void qstat_free(struct qstat *s)
     free(s->queues);
     memset(s, 0, sizeof(*s));
 }
+
+/* KEYS[1] qrun:runners; ARGV alive-from (ms), queue, max runners */
+static struct rds_script consumed_script = {
+    "for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'LIMIT', 0,\n"
+    "                               ARGV[3])) do\n"
+    "  local qs = redis.pcall('HGET', 'qrun:runner:' .. id, 'queues')\n"
+    "  if type(qs) == 'string' then\n"
+    "    for q in string.gmatch(qs, '[^,]+') do\n"
+    "      if q == ARGV[2] then return 1 end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "return 0\n",
+    ""};
+
+int qstat_consumed(struct rds *r, const char *q, long long now_ms, long lease_s)
+{
+    char from[32], max[16];
+    snprintf(from, sizeof(from), "%lld", now_ms - lease_s * 1000);
+    snprintf(max, sizeof(max), "%d", QSTAT_MAX_RUNNERS);
+    const char *args[] = {QRUN_RUNNERS, from, q, max};
+    redisReply *rep = rds_eval(r, &consumed_script, 1, 4, args, NULL);
+    if (rep == NULL)
+        return -1;
+    int yes = rep->type == REDIS_REPLY_INTEGER ? (int)rep->integer : -1;
+    freeReplyObject(rep);
+    return yes;
+}

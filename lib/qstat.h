@@ -65,4 +65,9 @@ int qstat_read(struct rds *r, long long now_ms, long lease_s, int flags, struct 
     __attribute__((warn_unused_result));
 void qstat_free(struct qstat *s);
 
+/* 1 if a runner whose heartbeat is at most lease_s old consumes queue q
+ * (its -Q list), 0 if none does, -1 if Redis failed. One Lua call; at most
+ * QSTAT_MAX_RUNNERS runners are looked at. */
+int qstat_consumed(struct rds *r, const char *q, long long now_ms, long lease_s);
+
 #endif

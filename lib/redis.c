@@ -371,6 +371,11 @@ redisReply *rds_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs,
     return rep;
 }
 
+int rds_full(const struct rds *r)
+{
+    return r->reply_err && strncmp(r->err, "OOM ", 4) == 0;
+}
+
 int rds_db(const struct rds *r)
 {
     return r->db;

@@ -92,6 +92,10 @@ redisReply *rds_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs,
 int rds_send_eval(struct rds *r, struct rds_script *s, int nkeys, int nargs, const char **args,
                   const size_t *lens);
 
+/* 1 if the last failure was Redis refusing a write for want of memory
+ * (maxmemory reached under noeviction: "OOM command not allowed ..."). */
+int rds_full(const struct rds *r);
+
 /* The database number of the URL (pub/sub fanout channels carry it). */
 int rds_db(const struct rds *r);
 

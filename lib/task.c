@@ -1,6 +1,7 @@
 #include "task.h"
 
 #include "buf.h"
+#include "token.h"
 
 #include <signal.h>
 #include <stdarg.h>
@@ -17,6 +18,20 @@ const struct task_def *task_find(const char *name)
             return t;
     }
     return NULL;
+}
+
+int task_allowed(const struct task_def *t, const char *scope)
+{
+    if (token_scope_has(scope, TASK_ADMIN, strlen(TASK_ADMIN)))
+        return 1;
+    return t->scope == NULL || token_scope_has(scope, t->scope, strlen(t->scope));
+}
+
+double task_time_limit_max(const struct task_def *t, double dflt)
+{
+    if (t->policy.time_limit < 0)
+        return 0;
+    return t->policy.time_limit > 0 ? t->policy.time_limit : dflt;
 }
 
 /* Split "x y" into names; returns the count. */

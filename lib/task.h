@@ -15,7 +15,10 @@
  *       ...
  *       return task_ok(ctx, json_integer(x + y));
  *   }
- *   {"tasks.add", "x y", add, {0}},   (or a policy: {.max_retries = 5})
+ *   {.name = "tasks.add", .params = "x y", .fn = add},
+ *
+ * with, where it differs from the defaults, a policy (.policy =
+ * {.max_retries = 5}) and who may submit it over HTTP (.scope).
  *
  * A task returns task_ok(ctx, result) or task_fail(ctx, "ValueError",
  * "builtins", "..."): the exception Python clients will see raised. */
@@ -51,7 +54,21 @@ struct task_def {
     const char *params; /* parameter names, space-separated: "x y" */
     task_fn *fn;
     struct task_policy policy;
+    /* Who may submit it over HTTP: NULL, any user with a token; else a
+     * token holding this scope (TASK_ADMIN: admins only). Admins may
+     * submit every task. Python clients and operators' tools, which reach
+     * Redis directly, are not asked. */
+    const char *scope;
 };
+#define TASK_ADMIN "admin"
+
+/* Whether a caller holding `scope` (space-separated) may submit t over
+ * HTTP. */
+int task_allowed(const struct task_def *t, const char *scope);
+
+/* The longest time limit (s) an HTTP submit of t may ask for: its policy's,
+ * else dflt (TASK_TIME_LIMIT); 0: no bound. */
+double task_time_limit_max(const struct task_def *t, double dflt);
 
 /* The registry (tasks.c), ended by a {NULL} entry. */
 extern const struct task_def task_registry[];

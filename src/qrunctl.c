@@ -151,8 +151,13 @@ static int beat(struct rds *r, const char *path, long long now)
             continue;
         }
         cel_uuid(id);
-        struct qrun_opts o = {.queue = e->queue, .priority = e->priority};
-        int rc = qrun_submit_once(r, key, ttl, e->task, id, e->args, e->kwargs, &o, cfg.result_ttl);
+        struct qrun_task t = {.name = e->task,
+                              .id = id,
+                              .args = e->args,
+                              .kwargs = e->kwargs,
+                              .opts = {.queue = e->queue, .priority = e->priority},
+                              .ttl = cfg.result_ttl};
+        int rc = qrun_submit_once(r, key, ttl, &t);
         if (rc < 0) {
             log_err("beat: %s: Redis: %s", e->name, r->err);
             failed++;

@@ -440,7 +440,10 @@ static double run_message(struct worker *w, const char *msg, size_t len, int fla
              * an eta) sent now, its reply read with the next command. */
             if (!(flags > 0 && (flags & QRUN_CLAIM_STARTED)) && !m.ignore_result) {
                 buf_clear(&w->meta);
-                cel_meta(&w->meta, CEL_STARTED, w->who, NULL, m.id, m.task);
+                struct cel_state started = {.status = CEL_STARTED, .result = w->who,
+                                            .task_id = m.id, .name = m.task,
+                                            .owner = m.owner};
+                cel_meta(&w->meta, &started);
                 sent_room(w);
                 if (qrun_send_state(&w->r, w->key, w->meta.data, cfg.result_ttl) != 0) {
                     log_warn("Task %s[%s]: STARTED not stored: %s", m.task, m.id, w->r.err);
@@ -485,8 +488,12 @@ static double run_message(struct worker *w, const char *msg, size_t len, int fla
                     struct buf next = {0};
                     cel_redeliver(&next, m.envelope, m.retries + 1, (double)eta / 1000.0);
                     buf_clear(&w->meta);
-                    if (!m.ignore_result)
-                        cel_meta(&w->meta, CEL_RETRY, result, NULL, m.id, m.task);
+                    if (!m.ignore_result) {
+                        struct cel_state rst = {.status = CEL_RETRY, .result = result,
+                                                .task_id = m.id, .name = m.task,
+                                                .owner = m.owner};
+                        cel_meta(&w->meta, &rst);
+                    }
                     sent_room(w);
                     if (qrun_send_retry(&w->r, w->inflight, msg, len, next.data, next.len, eta,
                                         w->key, w->meta.len ? w->meta.data : NULL,
@@ -509,8 +516,11 @@ static double run_message(struct worker *w, const char *msg, size_t len, int fla
     if (w->settled) {
         /* handled above */
     } else {
-        if (m.id != NULL && !m.ignore_result)
-            cel_meta(&w->meta, status, result, NULL, m.id, m.task);
+        if (m.id != NULL && !m.ignore_result) {
+            struct cel_state st = {.status = status, .result = result, .task_id = m.id,
+                                   .name = m.task, .owner = m.owner};
+            cel_meta(&w->meta, &st);
+        }
         w->failed = strcmp(status, CEL_FAILURE) == 0;
     }
 
@@ -788,7 +798,9 @@ static int settle_slot(struct rds *r, int i)
     default: exc = cel_exc("WorkerLostError", "billiard.exceptions", wt->why); break;
     }
     struct buf meta = {0};
-    cel_meta(&meta, status, exc, NULL, wt->id, NULL);
+    /* the script adds the task's name and owner from its message */
+    struct cel_state st = {.status = status, .result = exc, .task_id = wt->id};
+    cel_meta(&meta, &st);
     json_decref(exc);
     long back = 0;
     int rc = qrun_fail_slot(r, inflight, wt->id, meta.data, cfg.result_ttl,
@@ -889,9 +901,12 @@ static int parse_queues(void)
     const char *p = cfg.queues;
     for (;;) {
         size_t n = strcspn(p, ",");
-        if (n == 0 || n > 100 || cfg.nqueue == MAX_QUEUES)
+        if (n == 0 || n > CEL_QUEUE_NAME_MAX || cfg.nqueue == MAX_QUEUES)
             return -1;
         cfg.queue[cfg.nqueue++] = xstrndup(p, n);
+        /* a name Redis holds for something else (cel_queue_valid) */
+        if (!cel_queue_valid(cfg.queue[cfg.nqueue - 1]))
+            return -1;
         if (p[n] == '\0')
             return 0;
         p += n + 1;
@@ -912,9 +927,10 @@ int main(int argc, char **argv)
         {"TASK_RETRY_BACKOFF_MS", CONF_INT, "1000", &cfg.backoff_ms, 0, 86400000L, NULL, NULL},
         {"TASK_RETRY_BACKOFF_MAX_MS", CONF_INT, "600000", &cfg.backoff_max_ms, 0, 86400000L,
          NULL, NULL},
-        {"TASK_TIME_LIMIT", CONF_INT, "0", &cfg.time_limit, 0, 86400 * 7, NULL, NULL},
+        /* every task is bounded unless set to 0 (none) or its policy says */
+        {"TASK_TIME_LIMIT", CONF_INT, "300", &cfg.time_limit, 0, 86400 * 7, NULL, NULL},
         {"TASK_SOFT_TIME_LIMIT", CONF_INT, "0", &cfg.soft_time_limit, 0, 86400 * 7, NULL, NULL},
-        {"TASK_MAX_MEMORY_MB", CONF_INT, "0", &cfg.max_memory_mb, 0, 1L << 20, NULL, NULL},
+        {"TASK_MAX_MEMORY_MB", CONF_INT, "512", &cfg.max_memory_mb, 0, 1L << 20, NULL, NULL},
         {"FAILED_MAX", CONF_INT, "10000", &cfg.failed_max, 1, 10000000, NULL, NULL},
         {"FAILED_AGE", CONF_INT, "604800", &cfg.failed_age, 60, 365L * 86400, NULL, NULL},
     };
@@ -946,8 +962,10 @@ int main(int argc, char **argv)
         return usage(argv[0]);
     cfg.queues = xstrdup(queues ? queues : "celery");
     if (parse_queues() != 0) {
-        log_err("-Q: expected 1..%d comma-separated queue names, got '%s'", MAX_QUEUES,
-                cfg.queues);
+        log_err("-Q: expected 1..%d comma-separated queue names (1..%d of A-Z a-z 0-9 . _ -, "
+                "not a name Redis or kombu keep for themselves, such as revoked or unacked), "
+                "got '%s'",
+                MAX_QUEUES, CEL_QUEUE_NAME_MAX, cfg.queues);
         return 2;
     }
     struct rds r;
@@ -1001,8 +1019,9 @@ int main(int argc, char **argv)
     child = xcalloc((size_t)cfg.concurrency, sizeof(pid_t));
     for (int i = 0; i < cfg.concurrency && !stopping; i++)
         child[i] = spawn(i);
-    log_info("ready: runner=%s queues=%s concurrency=%ld lease=%lds", cfg.id, cfg.queues,
-             cfg.concurrency, cfg.lease);
+    log_info("ready: runner=%s queues=%s concurrency=%ld lease=%lds time_limit=%lds "
+             "memory_limit=%ldMB",
+             cfg.id, cfg.queues, cfg.concurrency, cfg.lease, cfg.time_limit, cfg.max_memory_mb);
 
     double next_beat = 0, drain_deadline = 0, next_promote = 0, next_subscribe = 0;
     int killed = 0, down = 0;
@@ -1034,6 +1053,10 @@ int main(int argc, char **argv)
                 /* a clean exit left the list empty; anything else: put it back */
                 pending[i] = !(stopping && WIFEXITED(st) && WEXITSTATUS(st) == 0) ||
                              watch[i].reason != END_NONE;
+                /* its counts join the totals; its file goes (bounded
+                 * however often workers crash) */
+                if (metrics_fold(NULL) < 0)
+                    log_warn("metrics: folding worker %d's counts failed", i);
                 if (stopping)
                     break;
                 if (WIFSIGNALED(st))

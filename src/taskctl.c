@@ -128,7 +128,10 @@ int main(int argc, char **argv)
         redisReply *rep = NULL;
         if (wait && (rep = rds_command(&sub, "SUBSCRIBE %s", chan)) == NULL) {
             fprintf(stderr, "taskctl: Redis: %s\n", sub.err);
-        } else if (qrun_submit(&r, name, id, args, kwargs, NULL, 86400) != 0) {
+        } else if (qrun_submit(&r,
+                               &(struct qrun_task){.name = name, .id = id, .args = args,
+                                                   .kwargs = kwargs, .ttl = 86400},
+                               NULL, NULL) != QRUN_ADMITTED) {
             fprintf(stderr, "taskctl: Redis: %s\n", r.err);
         } else if (!wait) {
             printf("%s\n", id);

@@ -395,9 +395,10 @@ print(t.strftime("%Y-%m-%dT%H:%M:%SZ"),
 }
 
 @test "bad countdown, eta, expires, queue or priority: 422 with the loc; countdown with eta: 422; nothing queued" {
-    start_gateway GW_PROCS=1
     local long
     long=$(printf 'q%.0s' $(seq 1 101))
+    # queues no runner consumes are served when TASK_QUEUES names them
+    start_gateway GW_PROCS=1 TASK_QUEUES="celery,a.B_c-1,${long:1}"
     local c field value
     for c in 'countdown|-1' 'countdown|31536001' 'countdown|"5"' 'countdown|true' 'countdown|[]' \
         'eta|"not a date"' 'eta|5' 'eta|"2026-13-01T00:00:00Z"' 'eta|""' 'eta|true' \
@@ -466,7 +467,8 @@ print(t.strftime("%Y-%m-%dT%H:%M:%SZ"),
 }
 
 @test "named queues: a task for q2 is run only by a runner on q2; -Q q1,q2 consumes both" {
-    start_gateway GW_PROCS=1
+    # q1: served because a live runner consumes it; q2: because it is listed
+    start_gateway GW_PROCS=1 TASK_QUEUES=celery,q2
     start_runner -c 1 -Q q1
     submit add '{"args":[2,2],"queue":"q2"}'
     assert_equal "$status" 202

@@ -1,7 +1,9 @@
 #!/usr/bin/env bats
 # cgi-bin/tasks run as plain CGI (hosts that allow only CGI, mod_cgi): the
 # same answers; a ?wait there polls the result every 50 ms in its own
-# process instead of parking in the event loop.
+# process instead of parking in the event loop. The caller is who the
+# authorizer names (AUTH_SUB, AUTH_SCOPE), as lib/serve.c's CGI authorizer
+# mode hands them on.
 
 load helpers
 load queue
@@ -16,7 +18,7 @@ teardown() {
 
 @test "tasks as plain CGI: submit, then a ?wait answered when the task finishes" {
     start_runner -c 1
-    CGI_ENV="REDIS_URL=$REDIS_URL" run cgi tasks POST /api/tasks/sleep '{"args":[0.5]}'
+    CGI_ENV="REDIS_URL=$REDIS_URL AUTH_SUB=0 AUTH_SCOPE=admin" run cgi tasks POST /api/tasks/sleep '{"args":[0.5]}'
     assert_success
     assert_line "Status: 202 Accepted"
     local id
@@ -26,7 +28,7 @@ teardown() {
 
     # the CGI process polls while the task sleeps, and answers once it is done
     local t0=$SECONDS
-    CGI_ENV="REDIS_URL=$REDIS_URL" run cgi tasks GET "/api/tasks/$id?wait=10"
+    CGI_ENV="REDIS_URL=$REDIS_URL AUTH_SUB=0 AUTH_SCOPE=admin" run cgi tasks GET "/api/tasks/$id?wait=10"
     assert_success
     assert_line "Status: 200 OK"
     assert_output --partial '"status":"SUCCESS","result":0.5'
@@ -34,13 +36,13 @@ teardown() {
 }
 
 @test "tasks as plain CGI: bad input gets the same JSON errors" {
-    CGI_ENV="REDIS_URL=$REDIS_URL" run cgi tasks POST /api/tasks/nope '{}'
+    CGI_ENV="REDIS_URL=$REDIS_URL AUTH_SUB=0 AUTH_SCOPE=admin" run cgi tasks POST /api/tasks/nope '{}'
     assert_line "Status: 404 Not Found"
-    CGI_ENV="REDIS_URL=$REDIS_URL" run cgi tasks POST /api/tasks/add '{"args":[1]}'
+    CGI_ENV="REDIS_URL=$REDIS_URL AUTH_SUB=0 AUTH_SCOPE=admin" run cgi tasks POST /api/tasks/add '{"args":[1]}'
     assert_line "Status: 422 Unprocessable Entity"
     assert_output --partial '"type":"missing_argument"'
-    CGI_ENV="REDIS_URL=$REDIS_URL" run cgi tasks GET "/api/tasks/nobody?wait=0.2"
+    CGI_ENV="REDIS_URL=$REDIS_URL AUTH_SUB=0 AUTH_SCOPE=admin" run cgi tasks GET "/api/tasks/nobody?wait=0.2"
     assert_line "Status: 404 Not Found"
-    CGI_ENV="REDIS_URL=unix:///nonexistent/redis.sock" run cgi tasks GET "/api/tasks/x"
+    CGI_ENV="REDIS_URL=unix:///nonexistent/redis.sock AUTH_SUB=0 AUTH_SCOPE=admin" run cgi tasks GET "/api/tasks/x"
     assert_line "Status: 503 Service Unavailable"
 }

@@ -64,7 +64,7 @@ failures() {
     failed_list
     assert_equal "$(jget "$body" '[j["total"], j["limit"], j["offset"], len(j["items"])]')" '[5,50,0,5]'
     assert_equal "$(ids_of)" "$newest_first"
-    assert_equal "$(jget "$body" 'all(sorted(i) == ["date_done", "error", "failed_at", "id", "queue", "status", "task"] for i in j["items"])')" true
+    assert_equal "$(jget "$body" 'all(sorted(i) == ["date_done", "error", "failed_at", "id", "owner", "queue", "status", "task"] for i in j["items"])')" true
     assert_equal "$(jget "$body" '[[i["task"], i["queue"], i["status"], i["error"]] for i in j["items"][:2]]')" \
         '[["tasks.flaky","celery","FAILURE","ValueError: flaky: attempt 4 of 101 failed"],["tasks.fail","celery","FAILURE","ValueError: boom d"]]'
     # failed_at newest first; date_done ISO

@@ -160,6 +160,9 @@ static void test_bad(void)
     BAD("x every 5m tasks.add [1] [2]", "unknown option '[2]'");
     BAD("x every 5m tasks.add [1] queue=", "queue: expected 1..100 of [A-Za-z0-9._-], got ''");
     BAD("x every 5m tasks.add [1] queue=a/b", "got 'a/b'");
+    BAD("x every 5m tasks.add [1] queue=revoked",
+        "queue: 'revoked' is a name Redis or kombu keep for themselves");
+    BAD("x every 5m tasks.add [1] queue=_kombu.binding.celery", "keep for themselves");
     BAD("x every 5m tasks.add [1] queue=a priority=1 queue=b", "option queue given twice");
     BAD("x every 5m tasks.add [1] priority=10", "priority: expected an integer in 0..9, got '10'");
     BAD("x every 5m tasks.add [1] priority=-1", "got '-1'");

@@ -365,7 +365,9 @@ static void test_message_round_trip(void)
     const char *id = "0f6b2a0e-1c3d-4e5f-8a9b-0c1d2e3f4a5b";
     struct buf out = {0};
     buf_puts(&out, "prefix:");
-    cel_message(&out, "tasks.mul", id, args, kwargs, "hipri", 7);
+    struct cel_call call = {.task = "tasks.mul", .id = id, .args = args, .kwargs = kwargs,
+                            .queue = "hipri", .priority = 7};
+    cel_message(&out, &call);
     check(args->refcount == 1 && kwargs->refcount == 1, "args and kwargs are borrowed");
     check(out.len > 7 && memcmp(out.data, "prefix:", 7) == 0, "cel_message appends");
 
@@ -396,6 +398,8 @@ static void test_message_round_trip(void)
         check(json_is_null(json_object_get(h, "expires")), "expires null");
         check_json(json_object_get(h, "retries"), "0");
         check_json(json_object_get(h, "timelimit"), "[null, null]");
+        check(json_object_get(h, "owner") == NULL, "no owner header unless given");
+        check(m.owner == NULL, "no owner read");
         check(json_is_false(json_object_get(h, "ignore_result")), "ignore_result false");
         check(json_object_get(h, "compression") == NULL, "no compression header");
         check_str(json_string_value(json_object_get(p, "body_encoding")), "base64");
@@ -429,7 +433,7 @@ static void test_message_round_trip(void)
 
     /* two messages get different delivery tags */
     struct buf out2 = {0};
-    cel_message(&out2, "tasks.mul", id, args, kwargs, "hipri", 7);
+    cel_message(&out2, &call);
     check(out2.len == out.len - 7 && memcmp(out2.data, out.data + 7, out2.len) != 0,
           "a second message differs (its delivery_tag)");
     buf_free(&out2);
@@ -437,7 +441,8 @@ static void test_message_round_trip(void)
     /* empty args and kwargs, priority 0, default queue */
     json_t *noargs = json_array(), *nokw = json_object();
     buf_clear(&out);
-    cel_message(&out, "tasks.sleep", "x", noargs, nokw, "celery", 0);
+    cel_message(&out, &(struct cel_call){.task = "tasks.sleep", .id = "x", .args = noargs,
+                                         .kwargs = nokw});
     if (check_int(cel_parse(&m, out.data, out.len, err, sizeof(err)), 0)) {
         check_str(m.id, "x");
         check_json(m.args, "[]");
@@ -477,13 +482,14 @@ static void test_meta(void)
 {
     struct buf out = {0};
     /* not ready: date_done null; the exact bytes (key order as Celery's) */
-    cel_meta(&out, CEL_PENDING, NULL, NULL, "abc", "tasks.add");
+    cel_meta(&out, &(struct cel_state){.status = CEL_PENDING, .task_id = "abc",
+                                       .name = "tasks.add"});
     check_str(out.data, "{\"status\":\"PENDING\",\"result\":null,\"traceback\":null,\"children\":[],"
                         "\"date_done\":null,\"task_id\":\"abc\",\"name\":\"tasks.add\"}");
     buf_free(&out);
 
     json_t *who = json_pack("{s:i,s:s}", "pid", 42, "hostname", "h");
-    cel_meta(&out, CEL_STARTED, who, NULL, "abc", NULL);
+    cel_meta(&out, &(struct cel_state){.status = CEL_STARTED, .result = who, .task_id = "abc"});
     check(who->refcount == 1, "result is borrowed");
     check_str(out.data, "{\"status\":\"STARTED\",\"result\":{\"pid\":42,\"hostname\":\"h\"},"
                         "\"traceback\":null,\"children\":[],\"date_done\":null,\"task_id\":\"abc\","
@@ -493,12 +499,14 @@ static void test_meta(void)
 
     /* floats as Python writes them (lib/jsonfmt), not jansson's 17 digits */
     json_t *tenth = json_real(0.1);
-    cel_meta(&out, CEL_STARTED, tenth, NULL, "abc", "tasks.add");
+    cel_meta(&out, &(struct cel_state){.status = CEL_STARTED, .result = tenth, .task_id = "abc",
+                                       .name = "tasks.add"});
     check(strstr(out.data, "\"result\":0.1,") != NULL, "0.1 is written as 0.1");
     json_decref(tenth);
     buf_free(&out);
 
-    cel_meta(&out, CEL_RETRY, NULL, "Traceback...", "abc", "tasks.add");
+    cel_meta(&out, &(struct cel_state){.status = CEL_RETRY, .traceback = "Traceback...",
+                                       .task_id = "abc", .name = "tasks.add"});
     json_t *j = json_loads(out.data, 0, NULL);
     check(json_is_null(json_object_get(j, "date_done")), "RETRY is not ready");
     check_str(json_string_value(json_object_get(j, "traceback")), "Traceback...");
@@ -510,7 +518,8 @@ static void test_meta(void)
     for (size_t i = 0; i < 3; i++) {
         json_t *r = json_integer(8);
         buf_puts(&out, "pre");
-        cel_meta(&out, ready[i], r, NULL, CAPTURED_ID, "tasks.add");
+        cel_meta(&out, &(struct cel_state){.status = ready[i], .result = r,
+                                           .task_id = CAPTURED_ID, .name = "tasks.add"});
         check(r->refcount == 1, "result is borrowed");
         json_decref(r);
         check(memcmp(out.data, "pre", 3) == 0, "cel_meta appends");
@@ -535,7 +544,8 @@ static void test_meta(void)
 
     /* a FAILURE with cel_exc's result, as the runner stores it */
     json_t *exc = cel_exc("ValueError", "builtins", "boom");
-    cel_meta(&out, CEL_FAILURE, exc, "tb", "abc", "tasks.fail");
+    cel_meta(&out, &(struct cel_state){.status = CEL_FAILURE, .result = exc, .traceback = "tb",
+                                       .task_id = "abc", .name = "tasks.fail"});
     j = json_loads(out.data, 0, NULL);
     check_json(json_object_get(j, "result"),
                "{\"exc_type\": \"ValueError\", \"exc_message\": [\"boom\"], \"exc_module\": "
@@ -622,7 +632,9 @@ static void test_eta_and_redeliver(void)
 {
     json_t *args = json_pack("[ii]", 4, 4), *kw = json_object();
     struct buf out = {0};
-    cel_message_at(&out, "tasks.add", "abc", args, kw, "q2", 9, 1795778216.5, 1795778300);
+    cel_message(&out, &(struct cel_call){.task = "tasks.add", .id = "abc", .args = args,
+                                         .kwargs = kw, .queue = "q2", .priority = 9,
+                                         .eta = 1795778216.5, .expires = 1795778300});
     struct cel_msg m;
     char err[128];
     if (check(cel_parse(&m, out.data, out.len, err, sizeof(err)) == 0, "parses")) {
@@ -712,6 +724,69 @@ static void test_control(void)
     check_str(chan, "/3.celery.pidbox");
 }
 
+/* The owner and time limits travel in the message's headers and come back
+ * from cel_parse; an owner our keys cannot take is not read. The meta
+ * carries the owner last, after Celery's own keys. */
+static void test_owner_and_limits(void)
+{
+    struct buf out = {0};
+    cel_message(&out, &(struct cel_call){.task = "tasks.add", .id = "abc", .owner = "42",
+                                         .time_limit = 30, .soft_time_limit = 20.5});
+    struct cel_msg m;
+    char err[128];
+    if (check_int(cel_parse(&m, out.data, out.len, err, sizeof(err)), 0)) {
+        check_str(m.owner, "42");
+        check(m.time_limit == 30 && m.soft_time_limit == 20.5, "timelimit [30, 20.5] read back");
+        check_json(json_object_get(json_object_get(m.envelope, "headers"), "timelimit"),
+                   "[30.0, 20.5]");
+        check_json(m.args, "[]");
+        check_json(m.kwargs, "{}");
+    }
+    cel_msg_free(&m);
+    json_t *env = json_loadb(out.data, out.len, 0, NULL);
+    json_object_set_new(json_object_get(env, "headers"), "owner", json_string("a b"));
+    char *raw = json_dumps(env, JSON_COMPACT);
+    if (check_int(cel_parse(&m, raw, strlen(raw), err, sizeof(err)), 0))
+        check(m.owner == NULL, "an owner with a blank is not read");
+    cel_msg_free(&m);
+    free(raw);
+    json_decref(env);
+    buf_free(&out);
+
+    cel_meta(&out, &(struct cel_state){.status = CEL_PENDING, .task_id = "abc",
+                                       .name = "tasks.add", .owner = "42"});
+    check_str(out.data, "{\"status\":\"PENDING\",\"result\":null,\"traceback\":null,\"children\":[],"
+                        "\"date_done\":null,\"task_id\":\"abc\",\"name\":\"tasks.add\","
+                        "\"owner\":\"42\"}");
+    buf_free(&out);
+}
+
+/* Queue names: kombu keys a queue's list by its bare name, so a name that
+ * Redis already holds for something else is refused. */
+static void test_queue_valid(void)
+{
+    static const char *const good[] = {"celery", "reports", "a", "q.1-x_y", "revoked2",
+                                       "my.pidbox.q", "unackedx", "kombu.binding"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
+        if (!check_int(cel_queue_valid(good[i]), 1))
+            fprintf(stderr, "  (%s)\n", good[i]);
+    static const char *const bad[] = {"", "revoked", "unacked", "unacked_index",
+                                      "unacked_mutex", "_kombu.binding.celery",
+                                      "celery-task-meta-x", "celery-taskset-meta-x",
+                                      "chord-unlock-x", "celery@host.celery.pidbox",
+                                      "x.reply.celery.pidbox", "qrun:queues", "a b", "a/b",
+                                      "user:1", "caf\xc3\xa9"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (!check_int(cel_queue_valid(bad[i]), 0))
+            fprintf(stderr, "  (%s)\n", bad[i]);
+    char longq[CEL_QUEUE_NAME_MAX + 2];
+    memset(longq, 'q', sizeof(longq) - 1);
+    longq[sizeof(longq) - 1] = '\0';
+    check_int(cel_queue_valid(longq), 0);
+    longq[CEL_QUEUE_NAME_MAX] = '\0';
+    check_int(cel_queue_valid(longq), 1);
+}
+
 int main(void)
 {
     test_uuid();
@@ -727,5 +802,7 @@ int main(void)
     test_time();
     test_eta_and_redeliver();
     test_control();
+    test_owner_and_limits();
+    test_queue_valid();
     return check_done();
 }

@@ -195,9 +195,10 @@ static int count_args(json_t *const *a, struct task_ctx *ctx)
 
 static void test_custom(void)
 {
-    const struct task_def q = {"mine.quiet", "", quiet_fail, {0}};
-    const struct task_def nr = {"mine.none", "", no_result, {0}};
-    const struct task_def many = {"mine.many", "  a  b c d e f g h i j", count_args, {0}};
+    const struct task_def q = {.name = "mine.quiet", .params = "", .fn = quiet_fail};
+    const struct task_def nr = {.name = "mine.none", .params = "", .fn = no_result};
+    const struct task_def many = {.name = "mine.many", .params = "  a  b c d e f g h i j",
+                                  .fn = count_args};
     json_t *noargs = json_array();
     const char *w;
     struct task_ctx ctx;
@@ -429,9 +430,45 @@ static void test_retry_alloc_interrupt(void)
     task_interrupt_reset();
 }
 
+/* Who may submit what over HTTP: the demos that hold or crash a worker
+ * need the admin scope; a task with a scope of its own needs it (or admin);
+ * the rest anyone. The longest time limit a submit may ask: the policy's,
+ * else the default; none when the policy says TASK_NONE. */
+static void test_allowed_and_limits(void)
+{
+    static const char *const admin_only[] = {"tasks.sleep", "tasks.alloc", "tasks.crash",
+                                             "tasks.flaky"};
+    for (size_t i = 0; i < 4; i++) {
+        const struct task_def *t = task_find(admin_only[i]);
+        if (!check(t != NULL, "a demo task is registered"))
+            continue;
+        check_int(task_allowed(t, ""), 0);
+        check_int(task_allowed(t, "read write"), 0);
+        check_int(task_allowed(t, "administrator"), 0);
+        check_int(task_allowed(t, "read admin"), 1);
+    }
+    static const char *const anyone[] = {"tasks.add", "tasks.mul", "tasks.xsum", "tasks.fail"};
+    for (size_t i = 0; i < 4; i++)
+        check_int(task_allowed(task_find(anyone[i]), ""), 1);
+    const struct task_def reports = {.name = "mine.report", .params = "", .fn = no_result,
+                                     .scope = "reports"};
+    check_int(task_allowed(&reports, "read"), 0);
+    check_int(task_allowed(&reports, "read reports"), 1);
+    check_int(task_allowed(&reports, "admin"), 1);
+
+    check(task_time_limit_max(task_find("tasks.add"), 300) == 300, "the default");
+    check(task_time_limit_max(task_find("tasks.add"), 0) == 0, "no default: none");
+    const struct task_def own = {.name = "x.y", .fn = no_result, .policy = {.time_limit = 5}};
+    check(task_time_limit_max(&own, 300) == 5, "the policy's own");
+    const struct task_def unbounded = {.name = "x.z", .fn = no_result,
+                                       .policy = {.time_limit = TASK_NONE}};
+    check(task_time_limit_max(&unbounded, 300) == 0, "TASK_NONE: no bound");
+}
+
 int main(void)
 {
     test_find();
+    test_allowed_and_limits();
     test_bind_ok();
     test_bind_errors();
     test_custom();
