@@ -642,3 +642,28 @@ prom_is() { [ "$(prom_value "$1")" = "$2" ]; }
     assert_val tasks_running 0
     assert_val runners_alive 1
 }
+
+@test "METRICS_DIR stays bounded: 200 crashed workers leave only live processes' files and the folded totals; counts exact" {
+    start_gateway
+    METRICS_DIR=$GW_STATE/metrics start_runner -c 2
+    local i
+    for i in $(seq 1 200); do
+        taskctl send crash >/dev/null
+    done
+    retry 600 0.1 eval '[ "$(val_now "tasks_total{task=\"tasks.crash\",state=\"FAILURE\"}")" = 200 ]'
+    # every crash replaced a worker: the dead ones' files were folded away
+    local files
+    files=$(ls "$GW_STATE/metrics" | wc -l)
+    [ "$files" -le 20 ] || { ls "$GW_STATE/metrics"; false; }
+    [ "$(ls "$GW_STATE/metrics" | grep -c '^queue-runner\.')" -le 3 ]
+    assert_equal "$(ls "$GW_STATE/metrics" | grep -c '^folded\.queue-runner\.')" 1
+    # the totals are exact, and stay so over further scrapes
+    scrape
+    assert_val 'tasks_failed_total' 200
+    scrape
+    assert_val 'tasks_total{task="tasks.crash",state="FAILURE"}' 200
+    assert_val tasks_running 0
+}
+
+# val_now NAME: scrape, then the value of NAME (empty if absent)
+val_now() { scrape >/dev/null 2>&1 && val "$1"; }

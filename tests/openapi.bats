@@ -23,7 +23,8 @@ SPEC=$REPO/www/openapi.json
 setup_file() {
     start_redis
     start_pg
-    start_gateway GW_PROCS=2
+    # oa: a queue no runner consumes; two tasks at once for a user (the 429)
+    start_gateway GW_PROCS=2 TASK_QUEUES=celery,oa TASK_USER_ACTIVE=2
     start_runner -c 2
     export SEEN=$BATS_FILE_TMPDIR/seen
     : >"$SEEN"
@@ -292,6 +293,22 @@ print(re.sub(r"\{([^}/]+)\}", lambda m: ex[m.group(1)], t))' "$SPEC" "$1"
     check 202 POST /api/tasks/{id}/retry "/api/tasks/$ID/retry" --data-binary ''
     check 404 POST /api/tasks/{id}/retry /api/tasks/8f0c6a5e-3b1d-4c2e-9a7f-1e2d3c4b5a69/retry --data-binary ''
     check 405 GET /api/tasks/{id}/retry "/api/tasks/$ID/retry"
+
+    # an ordinary user: the admin-only demos, arguments too large, a quota
+    local user
+    user="Authorization: Bearer $(token 4242)"
+    AUTH=$user json_check 403 POST /api/tasks/{id} /api/tasks/sleep '{"args":[1]}'
+    local big
+    big=$(head -c 70000 /dev/zero | tr '\0' x)
+    AUTH=$user json_check 413 POST /api/tasks/{id} /api/tasks/fail "{\"args\":[\"$big\"]}"
+    AUTH=$user json_check 202 POST /api/tasks/{id} /api/tasks/fail '{"args":["mine"]}'
+    local failed
+    failed=$(jget "$body" 'j["id"]')
+    retry 100 0.1 status_is "$failed" FAILURE
+    AUTH=$user json_check 202 POST /api/tasks/{id} /api/tasks/add '{"args":[1,1],"countdown":3600}'
+    AUTH=$user json_check 202 POST /api/tasks/{id} /api/tasks/add '{"args":[1,1],"countdown":3600}'
+    AUTH=$user json_check 429 POST /api/tasks/{id} /api/tasks/add '{"args":[1,1]}'
+    AUTH=$user check 429 POST /api/tasks/{id}/retry "/api/tasks/$failed/retry" --data-binary ''
 
     check 200 GET /api/queues /api/queues
     [ "$(jget "$body" 'len(j["runners"])')" -ge 1 ]

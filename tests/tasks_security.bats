@@ -62,7 +62,7 @@ keys_snapshot() {
     assert_equal "$(rcli type _kombu.binding.celery)" none
     assert_equal "$(rcli --scan --pattern 'celery-task-meta-*')" ""
     # and a runner refuses to consume one
-    run -2 env REDIS_URL="$REDIS_URL" "$GW_BIN/queue-runner" -c 1 -Q celery,revoked
+    run -2 timeout 10 env REDIS_URL="$REDIS_URL" "$GW_BIN/queue-runner" -c 1 -Q celery,revoked
     assert_output --partial "-Q: expected"
 }
 
