@@ -119,7 +119,12 @@ res() { sed -n "s/^result: $1=//p" <<<"$output" | tail -n 1; }
 @test "dashboard: a failed task is listed, and its re-run button queues it again" {
     SHOT=failed
     start_runner -c 1
-    api POST /api/tasks/fail -H 'Content-Type: application/json' --data-binary '{"args":["browser boom"]}'
+    # the signed-in user's own task: a user's failed list shows only theirs
+    local token
+    token=$(curl -s -m 15 "$BASE/api/token" -d grant_type=password --data-urlencode "username=$BUSER" \
+        --data-urlencode "password=$BPASS" | "$PY" -c 'import json, sys; print(json.load(sys.stdin)["access_token"])')
+    AUTH="Authorization: Bearer $token" api POST /api/tasks/fail -H 'Content-Type: application/json' \
+        --data-binary '{"args":["browser boom"]}'
     assert_equal "$status" 202
     ID=$(jget "$body" 'j["id"]')
     retry 100 0.1 status_is "$ID" FAILURE

@@ -200,7 +200,9 @@ def pair(k, v):
 params = b"".join(pair(k, v) for k, v in [
     ("REQUEST_METHOD", "GET"), ("REQUEST_URI", path), ("SCRIPT_NAME", path),
     ("QUERY_STRING", ""), ("SERVER_PROTOCOL", "HTTP/1.1"), ("CONTENT_LENGTH", "0"),
-    ("REMOTE_ADDR", "127.0.0.1"), ("SERVER_NAME", "test")])
+    ("REMOTE_ADDR", "127.0.0.1"), ("SERVER_NAME", "test"),
+    # what lighttpd adds once the gateway's authorizer let a request through
+    ("AUTH_SUB", "0"), ("AUTH_SCOPE", "admin")])
 s = socket.create_connection((addr, port), timeout=5)
 s.sendall(record(1, struct.pack(">HB5x", 1, 0)) + record(4, params) + record(4, b"")
           + record(5, b""))
