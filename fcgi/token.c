@@ -314,7 +314,7 @@ int main(int argc, char **argv)
         {"REDIS_URL", CONF_STR, "unix:///run/redis/redis.sock", &cfg.redis_url, 0, 0, NULL,
          rds_url_check},
         {"TOKEN_KEYS", CONF_STR, NULL, &cfg.keys_spec, 0, 0, NULL, token_keys_check},
-        {"TOKEN_TTL", CONF_INT, "900", &cfg.ttl, 60, 86400, NULL, NULL},
+        {"TOKEN_TTL", CONF_INT, "900", &cfg.ttl, 60, TOKEN_LIFETIME_MAX, NULL, NULL},
         {"LOGIN_WINDOW", CONF_INT, "60", &cfg.window, 1, 86400, NULL, NULL},
         {"LOGIN_PER_USER", CONF_INT, "10", &cfg.per_user, 1, 1000000, NULL, NULL},
         {"LOGIN_PER_ADDR", CONF_INT, "100", &cfg.per_addr, 1, 1000000, NULL, NULL},
