@@ -281,7 +281,7 @@ static int authorize(struct http_req *rq, struct http_resp *rs)
                          why == TOKEN_EXPIRED ? "Token expired" : "Invalid token");
     }
     sync_denied(now);
-    int revoked = deny_check_token(&denied, c.jti, c.sub, c.gen, now);
+    int revoked = deny_check_token(&denied, &c, now);
     if (revoked < 0 && need == PUBLIC) {
         tok = NULL; /* cannot tell: a public route is served without identity */
         goto allow;

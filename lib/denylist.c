@@ -92,19 +92,21 @@ void deny_add(struct deny *d, const char *jti, long exp, long now)
         e->exp = exp;
 }
 
-void deny_add_user(struct deny *d, const char *sub, long gen, const char *except, long exp,
-                   long now)
+void deny_add_user(struct deny *d, const struct deny_user *u, long exp, long now)
 {
-    if (except != NULL && strlen(except) >= sizeof(d->users.slot[0].except))
+    const char *except = u->except != NULL ? u->except : "";
+    if (strlen(except) >= sizeof(d->users.slot[0].except))
         return;
-    struct deny_entry *e = entry(&d->users, sub, exp, now);
+    struct deny_entry *e = entry(&d->users, u->sub, exp, now);
     /* entries come in the order they were made: a later one of the same
      * generation wins (its exception is the newer change's); an older
      * generation (heard again after Redis lost its data) does not */
-    if (e == NULL || (e->exp != 0 && gen < e->gen))
+    if (e == NULL || (e->exp != 0 && u->gen < e->gen))
         return;
-    e->gen = gen;
-    snprintf(e->except, sizeof(e->except), "%s", except != NULL ? except : "");
+    e->gen = u->gen;
+    if (u->at > e->at)
+        e->at = u->at;
+    snprintf(e->except, sizeof(e->except), "%s", except);
     if (exp > e->exp)
         e->exp = exp;
 }
@@ -117,14 +119,15 @@ int deny_check(const struct deny *d, const char *jti)
     return e != NULL && e->key[0] != '\0';
 }
 
-int deny_check_token(const struct deny *d, const char *jti, const char *sub, long gen, long now)
+int deny_check_token(const struct deny *d, const struct token_claims *c, long now)
 {
-    int by_jti = deny_check(d, jti);
+    int by_jti = deny_check(d, c->jti);
     if (by_jti != 0)
         return by_jti;
-    struct deny_entry *u = find(&d->users, sub);
-    return u != NULL && u->key[0] != '\0' && u->exp >= now && gen < u->gen &&
-           strcmp(jti, u->except) != 0;
+    struct deny_entry *u = find(&d->users, c->sub);
+    if (u == NULL || u->key[0] == '\0' || u->exp < now || strcmp(c->jti, u->except) == 0)
+        return 0;
+    return c->gen > 0 ? c->gen < u->gen : c->iat <= u->at;
 }
 
 /* KEYS: revoked, revoked:seq. ARGV: what (a jti, or a user's "~<gen>
@@ -164,21 +167,21 @@ int deny_revoke(struct rds *r, const char *jti, long exp)
     return revoke_member(r, jti, exp);
 }
 
-int deny_revoke_user(struct rds *r, const char *sub, long gen, const char *except, long exp)
+int deny_revoke_user(struct rds *r, const struct deny_user *u, long exp)
 {
-    if (except == NULL || *except == '\0')
-        except = "-";
-    if (*sub == '\0' || strlen(sub) > 64 || strlen(except) > 64 || strchr(except, ' ') != NULL) {
+    const char *except = u->except != NULL && *u->except != '\0' ? u->except : "-";
+    if (*u->sub == '\0' || strlen(u->sub) > 64 || strlen(except) > 64 ||
+        strchr(except, ' ') != NULL) {
         snprintf(r->err, sizeof(r->err), "revoke: no such user or token");
         return -1;
     }
-    char what[160];
-    snprintf(what, sizeof(what), "~%ld %s %s", gen, except, sub);
+    char what[200];
+    snprintf(what, sizeof(what), "~%ld %ld %s %s", u->gen, u->at, except, u->sub);
     return revoke_member(r, what, exp);
 }
 
-/* One member of the set: "<exp> <jti>" or "<exp> ~<gen> <except> <sub>".
- * Anything else is skipped. */
+/* One member of the set: "<exp> <jti>" or "<exp> ~<gen> <at> <except>
+ * <sub>". Anything else is skipped. */
 static void add_member(struct deny *d, const char *s, long now)
 {
     char *end;
@@ -190,13 +193,22 @@ static void add_member(struct deny *d, const char *s, long now)
         deny_add(d, what, exp, now);
         return;
     }
-    long gen = strtol(what + 1, &end, 10);
+    struct deny_user u = {0};
+    u.gen = strtol(what + 1, &end, 10);
+    if (end == what + 1 || *end != ' ')
+        return;
+    const char *at = end + 1;
+    u.at = strtol(at, &end, 10);
+    if (end == at || *end != ' ')
+        return;
     const char *except = end + 1, *sp = strchr(except, ' ');
-    if (end == what + 1 || *end != ' ' || sp == NULL || sp - except > 64)
+    if (sp == NULL || sp - except > 64 || sp[1] == '\0')
         return;
     char ex[65];
     snprintf(ex, sizeof(ex), "%.*s", (int)(sp - except), except);
-    deny_add_user(d, sp + 1, gen, strcmp(ex, "-") == 0 ? "" : ex, exp, now);
+    u.sub = sp + 1;
+    u.except = strcmp(ex, "-") == 0 ? NULL : ex;
+    deny_add_user(d, &u, exp, now);
 }
 
 /* KEYS: revoked, revoked:seq. ARGV: the last sequence seen. Returns

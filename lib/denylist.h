@@ -4,19 +4,23 @@
 #include <stddef.h>
 
 #include "redis.h"
+#include "token.h"
 
 /* Revoked access tokens: one token by its jti (RFC 7009), or a user's
  * tokens at once (a password or email change, a deleted account), until
  * they would have expired anyway.
  *
- * A user's revocation names the user (the tokens' sub) and a token
- * generation (token.h's gen claim, the users table's token_gen): every
- * token of that user of a lower generation is revoked, but the one whose
- * jti it excepts (the token that made the change keeps working). A later
- * revocation of the same user replaces the earlier one (generations only
- * grow). Tokens without a generation (tokenctl's) count as generation 0.
+ * A user's revocation names the user (the tokens' sub), a token generation
+ * (token.h's gen claim, the users table's token_gen) and the second it was
+ * made: every token of that user of a lower generation is revoked, and
+ * every token without a generation (bin/tokenctl's) issued at or before
+ * that second, but the one whose jti it excepts (the token that made the
+ * change keeps working). Generations make it exact for the tokens users
+ * log in for; an operator's token issued in the same second just after the
+ * change is revoked too (iat counts whole seconds). A later revocation of
+ * the same user replaces the earlier one (generations only grow).
  *
- * In Redis: the ZSET `revoked` holds "<exp> <jti>" and "<exp> ~<gen>
+ * In Redis: the ZSET `revoked` holds "<exp> <jti>" and "<exp> ~<gen> <at>
  * <except-jti or -> <sub>" members scored by a sequence number from
  * `revoked:seq`, so a reader fetches only what is new since its last look.
  * Each revoke also drops a few members whose exp has passed (by Redis's
@@ -38,8 +42,17 @@
 struct deny_entry {
     char key[65]; /* the jti, or the user's sub; "" for a free slot */
     long exp;
-    long gen;        /* a user's: tokens of a lower generation are revoked ... */
-    char except[65]; /* ... but the one with this jti ("" for none) */
+    long gen;        /* a user's: tokens of a lower generation ... */
+    long at;         /* ... or without one, issued at or before this second, ... */
+    char except[65]; /* ... are revoked, but the one with this jti ("" for none) */
+};
+
+/* A revocation of a user's tokens, as deny_revoke_user makes it. */
+struct deny_user {
+    const char *sub;    /* at most 64 bytes */
+    long gen;           /* tokens of a lower generation are revoked ... */
+    long at;            /* ... and those without one issued up to this second ... */
+    const char *except; /* ... but this jti's (NULL or "": none; no spaces) */
 };
 
 /* Open addressing, power-of-two size. */
@@ -64,11 +77,9 @@ void deny_free(struct deny *d);
  * the reason in r->err). */
 int deny_revoke(struct rds *r, const char *jti, long exp) __attribute__((warn_unused_result));
 
-/* Revoke every token of user sub whose generation is below gen, except the
- * one with jti `except` (NULL or "": none), until exp. sub and except are
- * at most 64 bytes, without spaces. 0, or -1 (Redis error, or arguments
- * out of shape, the reason in r->err). */
-int deny_revoke_user(struct rds *r, const char *sub, long gen, const char *except, long exp)
+/* Revoke user u->sub's tokens as u says (borrowed), until exp. 0, or -1
+ * (Redis error, or u out of shape, the reason in r->err). */
+int deny_revoke_user(struct rds *r, const struct deny_user *u, long exp)
     __attribute__((warn_unused_result));
 
 /* Read what is new from Redis if the last attempt is older than the period
@@ -82,14 +93,13 @@ int deny_sync(struct deny *d, struct rds *r, double mono, long now);
  * loaded (the caller must not guess). */
 int deny_check(const struct deny *d, const char *jti);
 
-/* Local only: whether the token (jti, sub, gen) is revoked at time now, by
- * its jti or by a revocation of its user's tokens: 1, 0, or -1 as
+/* Local only: whether the token of claims c (borrowed) is revoked at time
+ * now, by its jti or by a revocation of its user's tokens: 1, 0, or -1 as
  * deny_check. */
-int deny_check_token(const struct deny *d, const char *jti, const char *sub, long gen, long now);
+int deny_check_token(const struct deny *d, const struct token_claims *c, long now);
 
 /* Local only, for tests and the initial load: add one entry. */
 void deny_add(struct deny *d, const char *jti, long exp, long now);
-void deny_add_user(struct deny *d, const char *sub, long gen, const char *except, long exp,
-                   long now);
+void deny_add_user(struct deny *d, const struct deny_user *u, long exp, long now);
 
 #endif

@@ -144,7 +144,7 @@ int namekey_make(const char *name, struct buf *key, struct buf *skeleton)
 {
     struct u16 in = {0}, folded = {0}, skel = {0};
     int rc = -1;
-    if (to_u16(name, &in) == 0 && !namekey_has_ignorable(name) && fold16(&in, &folded) == 0 &&
+    if (to_u16(name, &in) == 0 && fold16(&in, &folded) == 0 &&
         skeleton16(&folded, &skel) == 0 && append_utf8(&folded, key) == 0)
         rc = append_utf8(&skel, skeleton);
     free(in.s);

@@ -23,14 +23,15 @@
 /* Append NFKC_Casefold(name) to key. 0, or -1 (invalid UTF-8, ICU failed). */
 int namekey_fold(const char *name, struct buf *key) __attribute__((warn_unused_result));
 
-/* Append the key and the skeleton of name. 0, or -1 as namekey_fold, or
- * when name holds a default-ignorable code point (soft hyphen, zero-width
- * characters, variation selectors, ...: they would vanish from the key, so
- * a name must not be made of them). */
+/* Append the key and the skeleton of name. 0, or -1 as namekey_fold. */
 int namekey_make(const char *name, struct buf *key, struct buf *skeleton)
     __attribute__((warn_unused_result));
 
-/* 1 if name (valid UTF-8) holds a default-ignorable code point, else 0. */
+/* 1 if name holds a default-ignorable code point (soft hyphen, zero-width
+ * characters, bidi controls, variation selectors, ...) or is not valid
+ * UTF-8, else 0. Such characters vanish from the key: a new name must not
+ * hold them, or "ad<soft hyphen>min" would be shown as one name and be
+ * another's. */
 int namekey_has_ignorable(const char *name);
 
 #endif

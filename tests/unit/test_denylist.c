@@ -6,6 +6,16 @@
 
 #include "check.h"
 
+/* deny_check_token for a token of these claims */
+static int is_revoked(const struct deny *d, const char *jti, const char *sub, long gen, long iat,
+                      long now)
+{
+    struct token_claims c = {.gen = gen, .iat = iat};
+    snprintf(c.jti, sizeof(c.jti), "%s", jti);
+    snprintf(c.sub, sizeof(c.sub), "%s", sub);
+    return deny_check_token(d, &c, now);
+}
+
 int main(void)
 {
     struct deny d;
@@ -60,52 +70,60 @@ int main(void)
 
     /* a user's tokens: those of older generations, but the one excepted */
     deny_init(&d, 1.0);
-    check_int(deny_check_token(&d, "t1", "7", 1, now), -1);
+    check_int(is_revoked(&d, "t1", "7", 1, now, now), -1);
     d.loaded = 1;
-    check_int(deny_check_token(&d, "t1", "7", 1, now), 0);
-    deny_add_user(&d, "7", 3, "keep", now + 100, now);
-    check_int(deny_check_token(&d, "t1", "7", 1, now), 1);   /* older generation */
-    check_int(deny_check_token(&d, "t2", "7", 2, now), 1);
-    check_int(deny_check_token(&d, "t0", "7", 0, now), 1);   /* none: tokenctl's */
-    check_int(deny_check_token(&d, "keep", "7", 2, now), 0); /* the one that made the change */
-    check_int(deny_check_token(&d, "t3", "7", 3, now), 0);   /* issued after it */
-    check_int(deny_check_token(&d, "t1", "8", 1, now), 0);   /* another user */
-    check_int(deny_check_token(&d, "t1", "77", 1, now), 0);
-    check_int(deny_check_token(&d, "t1", "7", 1, now + 101), 0); /* the entry is over */
+    check_int(is_revoked(&d, "t1", "7", 1, now, now), 0);
+    deny_add_user(&d, &(struct deny_user){"7", 3, now, "keep"}, now + 100, now);
+    check_int(is_revoked(&d, "t1", "7", 1, now, now), 1);    /* older generation */
+    check_int(is_revoked(&d, "t2", "7", 2, now, now), 1);
+    check_int(is_revoked(&d, "keep", "7", 2, now, now), 0);  /* the one that made the change */
+    check_int(is_revoked(&d, "t3", "7", 3, now, now), 0);    /* issued after it, same second */
+    check_int(is_revoked(&d, "t1", "8", 1, now, now), 0);    /* another user */
+    check_int(is_revoked(&d, "t1", "77", 1, now, now), 0);
+    check_int(is_revoked(&d, "t1", "7", 1, now, now + 101), 0); /* the entry is over */
+    /* without a generation (tokenctl's): by the second it was issued */
+    check_int(is_revoked(&d, "o1", "7", 0, now - 5, now), 1);
+    check_int(is_revoked(&d, "o2", "7", 0, now, now), 1); /* the same second: revoked too */
+    check_int(is_revoked(&d, "o3", "7", 0, now + 1, now + 1), 0);
     /* the next change, from another token: the earlier exception is gone */
-    deny_add_user(&d, "7", 4, "other", now + 200, now);
-    check_int(deny_check_token(&d, "keep", "7", 2, now), 1);
-    check_int(deny_check_token(&d, "other", "7", 3, now), 0);
-    check_int(deny_check_token(&d, "t3", "7", 3, now), 1);
+    deny_add_user(&d, &(struct deny_user){"7", 4, now + 2, "other"}, now + 200, now);
+    check_int(is_revoked(&d, "keep", "7", 2, now, now), 1);
+    check_int(is_revoked(&d, "other", "7", 3, now, now), 0);
+    check_int(is_revoked(&d, "t3", "7", 3, now, now), 1);
+    check_int(is_revoked(&d, "o3", "7", 0, now + 1, now + 2), 1);
     /* an older generation heard later (Redis lost its data) changes nothing */
-    deny_add_user(&d, "7", 3, "keep", now + 100, now);
-    check_int(deny_check_token(&d, "keep", "7", 2, now), 1);
+    deny_add_user(&d, &(struct deny_user){"7", 3, now, "keep"}, now + 100, now);
+    check_int(is_revoked(&d, "keep", "7", 2, now, now), 1);
     /* the same generation heard later: the later exception (two changes
      * that read one generation, one of them refused) */
-    deny_add_user(&d, "7", 4, "", now + 200, now);
-    check_int(deny_check_token(&d, "other", "7", 3, now), 1);
+    deny_add_user(&d, &(struct deny_user){"7", 4, now + 2, NULL}, now + 200, now);
+    check_int(is_revoked(&d, "other", "7", 3, now, now), 1);
     /* a deleted user: every generation */
-    deny_add_user(&d, "9", LONG_MAX, NULL, now + 100, now);
-    check_int(deny_check_token(&d, "x", "9", 123456, now), 1);
+    deny_add_user(&d, &(struct deny_user){"9", LONG_MAX, now, NULL}, now + 100, now);
+    check_int(is_revoked(&d, "x", "9", 123456, now, now), 1);
     /* a jti revoked alone is revoked whatever its user */
     deny_add(&d, "solo", now + 10, now);
-    check_int(deny_check_token(&d, "solo", "8", 99, now), 1);
+    check_int(is_revoked(&d, "solo", "8", 99, now, now), 1);
     check_int(d.users.n, 2);
     check_int(d.jtis.n, 1);
 
     /* members as Redis holds them */
-    add_member(&d, "2000 ~5 jj 12", now);
-    check_int(deny_check_token(&d, "a", "12", 4, now), 1);
-    check_int(deny_check_token(&d, "jj", "12", 4, now), 0);
-    check_int(deny_check_token(&d, "a", "12", 5, now), 0);
-    add_member(&d, "2000 ~6 - 13", now);
-    check_int(deny_check_token(&d, "-", "13", 5, now), 1); /* "-": no exception */
+    add_member(&d, "2000 ~5 1000 jj 12", now);
+    check_int(is_revoked(&d, "a", "12", 4, now, now), 1);
+    check_int(is_revoked(&d, "jj", "12", 4, now, now), 0);
+    check_int(is_revoked(&d, "a", "12", 5, now, now), 0);
+    check_int(is_revoked(&d, "a", "12", 0, 1000, now), 1);
+    check_int(is_revoked(&d, "a", "12", 0, 1001, now), 0);
+    add_member(&d, "2000 ~6 1000 - 13", now);
+    check_int(is_revoked(&d, "-", "13", 5, now, now), 1); /* "-": no exception */
     add_member(&d, "2000 plain-jti", now);
     check_int(deny_check(&d, "plain-jti"), 1);
     size_t before = d.users.n + d.jtis.n;
-    add_member(&d, "2000 ~x - 14", now); /* no generation */
-    add_member(&d, "2000 ~5 nosub", now);
-    add_member(&d, "x ~5 - 15", now);
+    add_member(&d, "2000 ~x 1000 - 14", now); /* no generation */
+    add_member(&d, "2000 ~5 - 15", now);      /* no time */
+    add_member(&d, "2000 ~5 1000 nosub", now);
+    add_member(&d, "2000 ~5 1000 - ", now);
+    add_member(&d, "x ~5 1000 - 16", now);
     add_member(&d, "2000", now);
     check_int(d.users.n + d.jtis.n, before);
     deny_free(&d);
