@@ -775,6 +775,8 @@ EOF
         login_as alice "guess$n"
         assert_equal "$status" 400
     done
+    # past the 1 s wait, one more failure: 2 s
+    retry 30 0.1 eval 'login_as alice guess5; [ "$status" = 400 ]'
     # ALICE and ａｌｉｃｅ log in as alice (token.bats), so they wait as alice
     for u in ALICE Alice aLiCe 'ａｌｉｃｅ'; do
         login_as "$u" wonderland

@@ -250,6 +250,9 @@ print(re.sub(r"\{([^}/]+)\}", lambda m: ex[m.group(1)], t))' "$SPEC" "$1"
         AUTH="Authorization: Bearer $ta" json_check 403 PATCH /api/users/me /api/users/me \
             '{"password":"password-a2","current_password":"wrong-one"}'
     done
+    # the sixth made the next wait 1 s; one more wrong after it: 2 s
+    retry 30 0.1 eval 'AUTH="Authorization: Bearer $ta" api PATCH /api/users/me -H "Content-Type: application/json" \
+        --data-binary "{\"password\":\"password-a2\",\"current_password\":\"wrong-one\"}"; [ "$status" = 403 ]'
     AUTH="Authorization: Bearer $ta" json_check 429 PATCH /api/users/me /api/users/me \
         '{"password":"password-a2","current_password":"password-a"}'
     AUTH="Authorization: Bearer $ta" json_check 429 PATCH /api/users/{id} "/api/users/$alice" \

@@ -1355,7 +1355,7 @@ works() {
     local pw="pw-$NAME-secret" i
     login "$NAME" "$pw"
     local t=$TOKEN
-    # LOGIN_FREE_FAILURES (5) free failures, then the sixth makes the next wait
+    # LOGIN_FREE_FAILURES (5) free failures, then the sixth makes the next wait 1 s
     for i in 1 2 3 4 5 6; do
         me_patch "$t" "$(obj password 'new password 2' current_password "guess $i")"
         assert_equal "$i:$status" "$i:403"
@@ -1364,6 +1364,11 @@ works() {
     assert_equal "$status" 429
     assert_equal "$body" '{"detail":"Too many password attempts, try again later"}'
     has_header 'retry-after: 1'
+    # once it is over, one more wrong guess: 2 s
+    retry 30 0.1 eval 'me_patch "$t" "$(obj password "new password 2" current_password "guess 7")"; [ "$status" = 403 ]'
+    me_patch "$t" "$(obj password 'new password 2' current_password "$pw")"
+    assert_equal "$status" 429
+    has_header 'retry-after: 2'
     # the same count as the name's logins from this address
     login "$NAME" "$pw" || true
     assert_equal "$status" 429
