@@ -19,7 +19,7 @@ FROM debian:12 AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       gcc libc6-dev make pkg-config libfcgi-dev libjansson-dev libhiredis-dev libpq-dev \
-      libcrypt-dev libssl-dev libjwt-dev \
+      libcrypt-dev libssl-dev libjwt-dev libicu-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # The C sources first: this layer is reused while only scripts, pages,
@@ -44,7 +44,7 @@ FROM debian:12-slim
 # module (lighttpd.conf loads mod_openssl), curl for the healthcheck.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libfcgi0ldbl libjansson4 libhiredis0.14 libpq5 libcrypt1 libssl3 libjwt0 \
+      libfcgi0ldbl libjansson4 libhiredis0.14 libpq5 libcrypt1 libssl3 libjwt0 libicu72 \
       lighttpd lighttpd-mod-openssl curl \
  && rm -rf /var/lib/apt/lists/*
 # apistack (uid 10001, not a host user's): owns GW_STATE and nothing else;

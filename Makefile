@@ -2,7 +2,7 @@
 # bin/; `make SANITIZE=1` builds the same with ASan+UBSan into build/asan/.
 # See README for run/test/bench/fuzz.
 
-PKGS     := fcgi jansson hiredis libpq libcrypt libcrypto libjwt
+PKGS     := fcgi jansson hiredis libpq libcrypt libcrypto libjwt icu-uc icu-i18n
 CC       ?= cc
 CFLAGS   ?= -O2 -g
 WARN     := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -26,6 +26,10 @@ ALL_LDFLAGS = $(LDFLAGS) $(SANFLAGS) -Wl,--as-needed
 
 LIB_SRC  := $(wildcard lib/*.c)
 LIB_OBJ  := $(patsubst %.c,$(OBJ)/%.o,$(LIB_SRC))
+# Programs link lib/ as an archive: each takes only the modules it calls,
+# and --as-needed then drops the libraries those do not use (hello maps no
+# ICU, no libpq: ICU alone adds milliseconds to every exec under CGI).
+LIB_A    := $(OBJ)/libapistack.a
 ROUTES   := $(patsubst fcgi/%.c,$(OUT)/cgi-bin/%,$(wildcard fcgi/*.c))
 BINS     := $(patsubst src/%.c,$(OUT)/bin/%,$(wildcard src/*.c))
 # test programs never land in the source tree: build/tests/ or build/asan/tests/
@@ -38,11 +42,15 @@ REPLAY   := $(TOUT)/fuzz/replay $(TOUT)/fuzz/replay_fcgi $(TOUT)/fuzz/replay_tok
 .PHONY: all run test check unit bench fuzz lint clean deps install mutate
 all: $(ROUTES) $(BINS)
 
-$(OUT)/cgi-bin/%: $(OBJ)/fcgi/%.o $(LIB_OBJ)
+$(LIB_A): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(OUT)/cgi-bin/%: $(OBJ)/fcgi/%.o $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(OUT)/bin/%: $(OBJ)/src/%.o $(LIB_OBJ)
+$(OUT)/bin/%: $(OBJ)/src/%.o $(LIB_A)
 	@mkdir -p $(@D)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 

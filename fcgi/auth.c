@@ -5,8 +5,10 @@
  *
  *   allowed  -> 200, no body, and for lighttpd to put into the route's
  *               environment: AUTH_SUB (the user id), AUTH_SCOPE (space-
- *               separated), REQUEST_ID (so both log the same id) and
- *               CORS_ORIGIN (an allowed Origin, echoed by the route)
+ *               separated), AUTH_JTI (the token's id: which token made a
+ *               request, so a password change keeps it), REQUEST_ID (so
+ *               both log the same id) and CORS_ORIGIN (an allowed Origin,
+ *               echoed by the route)
  *   denied   -> its answer goes to the client as is:
  *      401 {"detail"} WWW-Authenticate: Bearer [error="invalid_token"]
  *          no token, another scheme, or a token that is forged, expired,
@@ -279,7 +281,7 @@ static int authorize(struct http_req *rq, struct http_resp *rs)
                          why == TOKEN_EXPIRED ? "Token expired" : "Invalid token");
     }
     sync_denied(now);
-    int revoked = deny_check(&denied, c.jti);
+    int revoked = deny_check_token(&denied, &c, now);
     if (revoked < 0 && need == PUBLIC) {
         tok = NULL; /* cannot tell: a public route is served without identity */
         goto allow;
@@ -303,6 +305,7 @@ allow:
     if (tok != NULL) {
         http_header_add(rs, "Variable-AUTH_SUB", c.sub);
         http_header_add(rs, "Variable-AUTH_SCOPE", c.scope);
+        http_header_add(rs, "Variable-AUTH_JTI", c.jti);
     }
     rs->status = 200;
     return 200;

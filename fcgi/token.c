@@ -6,8 +6,9 @@
  *        Cache-Control: no-store
  *      | 400 {"error":"invalid_request"|"unsupported_grant_type"|
  *              "invalid_grant"|"invalid_scope","error_description":...}
- *      | 429 {"detail":...}, Retry-After: too many attempts for that user
- *        name or from that address | 503 PostgreSQL or Redis down
+ *      | 429 {"detail":...}, Retry-After: this user name from this address
+ *        must wait (throttle.h), or this address tried too many names
+ *      | 503 PostgreSQL or Redis down
  *
  *   POST /api/token/revoke   token=<access token>   (RFC 7009)
  *     -> 200 {} : a token we signed is denied (denylist.h) until it would
@@ -15,11 +16,17 @@
  *        anything else is ignored, as §2.2 says | 400 invalid_request (no
  *        token) | 503 Redis down
  *
- * The token is a JWT (lib/token.h) with sub = the user's id and scope =
- * the requested scopes (all the user's when none are asked for), which
- * must be the user's. Attempts count per user name and per client address
- * in Redis, in fixed windows of LOGIN_WINDOW seconds; a user that does not
- * exist costs the same hash as one that does. */
+ * The token is a JWT (lib/token.h) with sub = the user's id, scope = the
+ * requested scopes (all the user's when none are asked for), which must be
+ * the user's, and gen = the user's token generation. The user is looked up
+ * by the name's key (namekey.h: "ALICE" and a fullwidth "ａｌｉｃｅ" are
+ * alice). Attempts are throttled in Redis (throttle.h) per (name key,
+ * client address) with a delay that grows with each failure past
+ * LOGIN_FREE_FAILURES (a right password starts the pair over), and per
+ * client address over all names in fixed windows (LOGIN_PER_ADDR per
+ * LOGIN_WINDOW seconds). A user that does not exist costs the same hash
+ * as one that does. */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,25 +36,26 @@
 #include "db.h"
 #include "denylist.h"
 #include "log.h"
+#include "namekey.h"
 #include "passwd.h"
 #include "redis.h"
 #include "serve.h"
+#include "throttle.h"
 #include "token.h"
 #include "url.h"
 #include "utf8.h"
 
 static struct {
     char *database_url, *redis_url, *keys_spec;
-    long ttl, window, per_user, per_addr, db_timeout_ms;
+    long ttl, window, per_addr, db_timeout_ms;
+    struct throttle_delay delay;
 } cfg;
 
 static const struct db_stmt stmts[] = {
-    /* one row, also for a name nobody has: the name as the lookup folds
-     * it (lower() under the database's collation), the attempt counter's
-     * key, so "ALICE" and "alice" share alice's limit */
+    /* one row, also for a name nobody has (id NULL): the same hash is paid */
     {"login",
-     "SELECT lower($1::text), u.id, u.password_hash, array_to_string(u.scopes, ' ')"
-     " FROM (SELECT 1) one LEFT JOIN users u ON lower(u.username) = lower($1::text)",
+     "SELECT u.id, u.password_hash, array_to_string(u.scopes, ' '), u.token_gen"
+     " FROM (SELECT 1) one LEFT JOIN users u ON u.username_key = $1",
      1},
 };
 
@@ -67,6 +75,9 @@ static int setup(void)
         log_err("setup: %s", err);
         return -1;
     }
+    if (getenv("LOGIN_PER_USER") != NULL)
+        log_warn("LOGIN_PER_USER is no longer read: a user name is limited per client address "
+                 "(LOGIN_FREE_FAILURES, LOGIN_DELAY_MAX), so nobody can lock a user out");
     ready = 1;
     return 0;
 }
@@ -135,29 +146,6 @@ static int form_parse(const char *body, size_t len, struct form *f, const char *
     return 0;
 }
 
-/* One attempt in the window of key: the count, or -1 if Redis failed;
- * *retry_after the seconds left in the window. */
-static struct rds_script count_script = {
-    "local n = redis.call('INCR', KEYS[1])\n"
-    "if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end\n"
-    "return {n, redis.call('TTL', KEYS[1])}\n",
-    ""};
-
-static long attempt(const char *key, long *retry_after)
-{
-    char window[24];
-    snprintf(window, sizeof(window), "%ld", cfg.window);
-    const char *args[] = {key, window};
-    redisReply *rep = rds_eval(&redis, &count_script, 1, 2, args, NULL);
-    long n = -1;
-    if (rep != NULL && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2) {
-        n = (long)rep->element[0]->integer;
-        *retry_after = rep->element[1]->integer > 0 ? (long)rep->element[1]->integer : 1;
-    }
-    freeReplyObject(rep);
-    return n;
-}
-
 static int too_many(struct http_resp *rs, long retry_after)
 {
     char v[24];
@@ -213,38 +201,49 @@ static int revoke(struct http_req *rq, struct http_resp *rs)
     return http_json_new(rs, 200, json_object());
 }
 
-/* The grant, once the user's row (r: folded name, id, hash, scopes; id
- * NULL for nobody) is known: count the attempt, check the password, sign. */
-static int login(const struct http_req *rq, struct http_resp *rs, const struct form *f,
+/* The throttles' word on an attempt for name key from addr: 0 to go on,
+ * or -1 with the 429 or 503 in rs. */
+static int throttled(struct http_resp *rs, const char *key, const char *addr)
+{
+    long wait = 1;
+    enum throttle_verdict v =
+        throttle_addr_hit(&redis, THROTTLE_LOGIN, addr, cfg.window, cfg.per_addr, &wait);
+    if (v == THROTTLE_GO)
+        v = throttle_pass_try(&redis, &cfg.delay, key, addr, &wait);
+    if (v == THROTTLE_GO)
+        return 0;
+    if (v == THROTTLE_WAIT)
+        return too_many(rs, wait), -1;
+    log_warn("login: Redis: %s", redis.err);
+    http_header_add(rs, "Retry-After", "1");
+    http_error(rs, 503, "Login unavailable, try again shortly");
+    return -1;
+}
+
+/* The grant, once the user's row (r: id, hash, scopes, token generation;
+ * id NULL for nobody) is known and the attempt counted: check the
+ * password, sign. */
+static int login(struct http_resp *rs, const struct form *f, const char *key, const char *addr,
                  const PGresult *r)
 {
-    char ukey[160], akey[96];
-    const char *addr = http_env(rq, "REMOTE_ADDR");
-    snprintf(ukey, sizeof(ukey), "login:user:%.128s", PQgetvalue(r, 0, 0));
-    snprintf(akey, sizeof(akey), "login:addr:%.64s", addr ? addr : "-");
-    long ra_u = 1, ra_a = 1;
-    long nu = attempt(ukey, &ra_u), na = attempt(akey, &ra_a);
-    if (nu < 0 || na < 0) {
-        http_header_add(rs, "Retry-After", "1");
-        return http_error(rs, 503, "Login unavailable, try again shortly");
-    }
-    if (nu > cfg.per_user || na > cfg.per_addr)
-        return too_many(rs, nu > cfg.per_user ? ra_u : ra_a);
-    int found = !PQgetisnull(r, 0, 1);
-    int ok = passwd_verify(f->password, found ? PQgetvalue(r, 0, 2) : dummy_hash());
-    const char *have = found ? PQgetvalue(r, 0, 3) : "";
+    int found = !PQgetisnull(r, 0, 0);
+    int ok = passwd_verify(f->password, found ? PQgetvalue(r, 0, 1) : dummy_hash());
+    const char *have = found ? PQgetvalue(r, 0, 2) : "";
     const char *want = f->scope ? f->scope : have;
     if (!found || !ok)
         return oauth_error(rs, "invalid_grant", "Incorrect username or password");
+    if (throttle_pass_ok(&redis, key, addr) != 0)
+        log_warn("login: Redis: %s (the failures before this success stay counted)", redis.err);
     if (!token_scopes_within(want, have) || strlen(want) > 256)
         return oauth_error(rs, "invalid_scope", "a requested scope is not granted");
     struct token_claims c = {0};
     long now = (long)time(NULL);
-    snprintf(c.sub, sizeof(c.sub), "%s", PQgetvalue(r, 0, 1));
+    snprintf(c.sub, sizeof(c.sub), "%s", PQgetvalue(r, 0, 0));
     snprintf(c.scope, sizeof(c.scope), "%s", want);
     cel_uuid(c.jti);
     c.iat = now;
     c.exp = now + cfg.ttl;
+    c.gen = strtol(PQgetvalue(r, 0, 3), NULL, 10);
     struct buf t = {0};
     int status;
     if (token_sign(&keys, &c, &t) != 0) {
@@ -259,6 +258,36 @@ static int login(const struct http_req *rq, struct http_resp *rs, const struct f
         explicit_bzero(t.data, t.len);
     }
     buf_free(&t);
+    return status;
+}
+
+/* grant_type=password with a username and a password: throttle, look
+ * the user up by the name's key, log in. */
+static int grant(const struct http_req *rq, struct http_resp *rs, const struct form *f)
+{
+    struct buf key = {0};
+    char addr[INET6_ADDRSTRLEN + 4];
+    throttle_addr(http_env(rq, "REMOTE_ADDR"), addr, sizeof(addr));
+    if (namekey_fold(f->username, &key) != 0) { /* form_parse let only UTF-8 through */
+        buf_free(&key);
+        return oauth_error(rs, "invalid_request", "the username is not valid");
+    }
+    const char *k = key.data != NULL ? key.data : ""; /* all ignorables: nobody's */
+    int status;
+    if (throttled(rs, k, addr) != 0) {
+        status = rs->status;
+    } else {
+        const char *params[] = {k};
+        PGresult *r = db_exec(&db, "login", 1, params);
+        if (r == NULL || PQntuples(r) != 1) {
+            http_header_add(rs, "Retry-After", "1");
+            status = http_error(rs, 503, "Database unavailable, try again shortly");
+        } else {
+            status = login(rs, f, k, addr, r);
+        }
+        PQclear(r);
+    }
+    buf_free(&key);
     return status;
 }
 
@@ -292,15 +321,7 @@ static int token(struct http_req *rq, struct http_resp *rs)
     } else if (f.username == NULL || f.password == NULL || f.username[0] == '\0') {
         status = oauth_error(rs, "invalid_request", "username and password are required");
     } else {
-        const char *params[] = {f.username};
-        PGresult *r = db_exec(&db, "login", 1, params);
-        if (r == NULL || PQntuples(r) != 1) {
-            http_header_add(rs, "Retry-After", "1");
-            status = http_error(rs, 503, "Database unavailable, try again shortly");
-        } else {
-            status = login(rq, rs, &f, r);
-        }
-        PQclear(r);
+        status = grant(rq, rs, &f);
     }
     form_free(&f);
     return status;
@@ -314,10 +335,16 @@ int main(int argc, char **argv)
         {"REDIS_URL", CONF_STR, "unix:///run/redis/redis.sock", &cfg.redis_url, 0, 0, NULL,
          rds_url_check},
         {"TOKEN_KEYS", CONF_STR, NULL, &cfg.keys_spec, 0, 0, NULL, token_keys_check},
-        {"TOKEN_TTL", CONF_INT, "900", &cfg.ttl, 60, 86400, NULL, NULL},
+        {"TOKEN_TTL", CONF_INT, "900", &cfg.ttl, 60, TOKEN_LIFETIME_MAX, NULL, NULL},
+        /* any names from one address: LOGIN_PER_ADDR per LOGIN_WINDOW s */
         {"LOGIN_WINDOW", CONF_INT, "60", &cfg.window, 1, 86400, NULL, NULL},
-        {"LOGIN_PER_USER", CONF_INT, "10", &cfg.per_user, 1, 1000000, NULL, NULL},
         {"LOGIN_PER_ADDR", CONF_INT, "100", &cfg.per_addr, 1, 1000000, NULL, NULL},
+        /* one name from one address: free failures, then waits doubling
+         * from 1 s to LOGIN_DELAY_MAX s, forgotten LOGIN_FAILURE_TTL s
+         * after the last wait */
+        {"LOGIN_FREE_FAILURES", CONF_INT, "5", &cfg.delay.free, 0, 1000, NULL, NULL},
+        {"LOGIN_DELAY_MAX", CONF_INT, "900", &cfg.delay.max, 1, 86400, NULL, NULL},
+        {"LOGIN_FAILURE_TTL", CONF_INT, "86400", &cfg.delay.ttl, 1, 2592000, NULL, NULL},
     };
     return serve_main(argc, argv, "token", conf, sizeof(conf) / sizeof(conf[0]), token);
 }

@@ -1,20 +1,42 @@
 /* /api/users: the users service on PostgreSQL, with a Redis read cache.
  *
- *   GET    /api/users/{id}|me        -> 200 user | 404 | 422 bad id
+ *   GET    /api/users/{id}|me        -> 200 user (the public fields only for
+ *                                       others) | 404 | 422 bad id
  *   GET    /api/users?limit=&after=  -> 200 {"items":[...],"next":url|null}
- *   POST   /api/users                -> 201 user, Location | 409 taken | 422
- *          {"username","email","password","full_name"?,"phone"?}
- *   PATCH  /api/users/{id}|me        -> 200 user | 403 | 404 | 409 | 422
- *          any of those fields (full_name and phone may be null)
+ *   POST   /api/users                -> 201 user, Location | 409 taken or
+ *          {"username","email",         too like a registered name | 422 |
+ *           "password","full_name"?,    429 too many from this address
+ *           "phone"?}
+ *   PATCH  /api/users/{id}|me        -> 200 user | 403 | 404 | 409 | 422 | 429
+ *          any of those fields (full_name and phone may be null), and
+ *          current_password: required from the account's owner to change
+ *          password or email (403 when wrong, throttled as logins are)
  *   DELETE /api/users/{id}|me        -> 204 | 403 | 404
  *   PostgreSQL down or stuck: 503 with Retry-After, at once or after
  *   DB_TIMEOUT_MS; never a hang.
  *
  * Who calls comes from the gateway's authorizer (fcgi/auth.c), which lets
  * only registration through without a token and the list only with the
- * admin scope: AUTH_SUB (a user id) and AUTH_SCOPE. A user changes or
- * deletes only their own account unless they are an admin (403); "me" is
- * the caller's id (401 without one).
+ * admin scope: AUTH_SUB (a user id), AUTH_SCOPE and AUTH_JTI (the token's
+ * id). A user changes or deletes only their own account unless they are an
+ * admin (403); "me" is the caller's id (401 without one).
+ *
+ * Registration is public, so every user is a stranger:
+ *   - registrations are limited per client address (REGISTER_PER_ADDR per
+ *     REGISTER_WINDOW s, throttle.h); while Redis is down they are not;
+ *   - names are unique by their key and by their look (namekey.h: one
+ *     unique index on each), so "ＡＤＭＩＮ" and "admіn" (Cyrillic і) are
+ *     refused beside "admin";
+ *   - another user's record shows only id, username, full_name and
+ *     created_at;
+ *   - changing password or email needs the current password from the owner
+ *     (an admin changing another's account needs none) and revokes every
+ *     other token of the user: the change bumps the user's token_gen and,
+ *     in the same transaction, puts "tokens of this user below the new
+ *     generation, but the one making the change" on the revoked list
+ *     (denylist.h), which the gateway reads within REVOKE_SYNC_MS. Deleting
+ *     a user revokes all of its tokens the same way. If Redis cannot take
+ *     the revocation, nothing changes (503).
  *
  * A user is the JSON of user_json() in sql/ (never the password hash).
  * `phone` is stored as a Fernet token (FERNET_KEYS, lib/fernet.h), in the
@@ -24,18 +46,24 @@
  * X-Cache says hit or miss. PATCH and DELETE need Redis up (503 otherwise:
  * the cache must hear of the write before it happens); GET and POST do
  * not. */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "db.h"
+#include "denylist.h"
 #include "fernet.h"
 #include "jsonfmt.h"
 #include "log.h"
+#include "namekey.h"
 #include "passwd.h"
 #include "redis.h"
 #include "serve.h"
+#include "throttle.h"
 #include "token.h"
 #include "valid.h"
 #include "vcache.h"
@@ -46,25 +74,38 @@
 
 static struct {
     char *database_url, *redis_url, *fernet_keys;
-    long db_timeout_ms, cache_ttl;
+    long db_timeout_ms, cache_ttl, register_window, register_per_addr;
+    struct throttle_delay delay;
 } cfg;
 
 static const struct db_stmt stmts[] = {
     {"user_get", "SELECT version, user_json(u) FROM users u WHERE id = $1", 1},
     {"user_list", "SELECT id, user_json(u) FROM users u WHERE id > $1 ORDER BY id LIMIT $2", 1},
     {"user_create",
-     "INSERT INTO users (username, email, full_name, password_hash, phone)"
-     " VALUES ($1, $2, $3, $4, $5) RETURNING id, version, user_json(users)",
+     "INSERT INTO users (username, username_key, username_skeleton, email, full_name,"
+     " password_hash, phone) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+     " RETURNING id, version, user_json(users)",
      0},
+    /* what proves the owner: the name's key (the throttle's) and the hash */
+    {"user_secret", "SELECT username_key, password_hash FROM users WHERE id = $1", 1},
+    /* $11: 1 to start a new token generation (a password or email change) */
     {"user_update",
      "UPDATE users SET username = coalesce($2, username), email = coalesce($3, email),"
      " full_name = CASE WHEN $4::boolean THEN $5 ELSE full_name END,"
      " phone = CASE WHEN $6::boolean THEN $7 ELSE phone END,"
      " password_hash = coalesce($8, password_hash),"
+     " username_key = coalesce($9, username_key),"
+     " username_skeleton = coalesce($10, username_skeleton),"
+     " token_gen = token_gen + $11::integer,"
      " version = version + 1, updated_at = now()"
-     " WHERE id = $1 RETURNING version, user_json(users)",
+     " WHERE id = $1 RETURNING version, user_json(users), token_gen",
      0},
     {"user_delete", "DELETE FROM users WHERE id = $1", 0},
+    /* a write and its revocation commit together (never retried: not
+     * readonly, so a lost connection cannot split a transaction) */
+    {"tx_begin", "BEGIN", 0},
+    {"tx_commit", "COMMIT", 0},
+    {"tx_rollback", "ROLLBACK", 0},
 };
 
 static struct db db;
@@ -84,7 +125,9 @@ static void setup(void)
     if (db_init(&db, cfg.database_url, (int)cfg.db_timeout_ms, stmts,
                 sizeof(stmts) / sizeof(stmts[0]), err, sizeof(err)) != 0)
         log_err("DATABASE_URL: %s", err);
-    if (cfg.cache_ttl > 0 && rds_init(&redis, cfg.redis_url, 250, err, sizeof(err)) == 0) {
+    if (rds_init(&redis, cfg.redis_url, 250, err, sizeof(err)) != 0)
+        log_err("REDIS_URL: %s", err);
+    else if (cfg.cache_ttl > 0) {
         cache.redis = &redis;
         cache.ttl = cfg.cache_ttl;
     }
@@ -101,30 +144,37 @@ static int keys_check(const char *spec, char *err, size_t errlen)
 /* The caller, as the authorizer names it. */
 struct caller {
     const char *sub; /* NULL: nobody (registration) */
+    const char *jti; /* the token's id; NULL: unknown */
+    const char *addr; /* REMOTE_ADDR */
     int admin;
 };
 
 static struct caller caller_of(const struct http_req *rq)
 {
-    struct caller c = {http_env(rq, "AUTH_SUB"), 0};
-    const char *scope = http_env(rq, "AUTH_SCOPE");
-    c.admin = scope != NULL && token_scope_has(scope, "admin", 5);
-    if (c.sub != NULL && *c.sub == '\0')
-        c.sub = NULL;
+    struct http_caller h = http_caller(rq);
+    struct caller c = {h.sub, h.jti, http_env(rq, "REMOTE_ADDR"), h.admin};
     return c;
 }
 
-/* Whether c may see the phone of user id (and change or delete it). */
+/* Whether c is user id. */
+static int is_self(const struct caller *c, const char *id)
+{
+    return c->sub != NULL && strcmp(c->sub, id) == 0;
+}
+
+/* Whether c may see all of user id (and change or delete it). */
 static int owns(const struct caller *c, const char *id)
 {
-    return c->admin || (c->sub != NULL && strcmp(c->sub, id) == 0);
+    return c->admin || is_self(c, id);
 }
 
 /* A user's JSON (from the database or the cache, phone encrypted) as this
- * caller gets it, appended to out: phone decrypted when shown, left out
- * when not. 0, or -1 (not a user object: a bug, logged). */
-static int render(const char *json, size_t len, int show_phone, struct buf *out)
+ * caller gets it, appended to out: all of it, phone decrypted, for its
+ * owner; only the public fields (id, username, full_name, created_at) for
+ * anyone else. 0, or -1 (not a user object: a bug, logged). */
+static int render(const char *json, size_t len, int owner, struct buf *out)
 {
+    static const char *const public_fields[] = {"id", "username", "full_name", "created_at"};
     json_t *u = json_loadb(json, len, 0, NULL);
     json_t *ph = u ? json_object_get(u, "phone") : NULL;
     if (u == NULL || ph == NULL) {
@@ -132,8 +182,12 @@ static int render(const char *json, size_t len, int show_phone, struct buf *out)
         json_decref(u);
         return -1;
     }
-    if (!show_phone) {
-        json_object_del(u, "phone");
+    if (!owner) {
+        json_t *pub = json_object();
+        for (size_t i = 0; i < sizeof(public_fields) / sizeof(public_fields[0]); i++)
+            json_object_set(pub, public_fields[i], json_object_get(u, public_fields[i]));
+        json_decref(u);
+        u = pub;
     } else if (json_is_string(ph)) {
         struct buf clear = {0};
         enum fernet_why why;
@@ -155,10 +209,10 @@ static int render(const char *json, size_t len, int show_phone, struct buf *out)
 
 /* A user as the response body. */
 static int send_user_json(struct http_resp *rs, int status, const char *json, size_t len,
-                          int show_phone)
+                          int owner)
 {
     buf_clear(&rs->body);
-    if (render(json, len, show_phone, &rs->body) != 0)
+    if (render(json, len, owner, &rs->body) != 0)
         return http_error(rs, 500, NULL);
     return rs->status = status;
 }
@@ -171,10 +225,11 @@ static int db_failure(struct http_resp *rs)
         http_header_add(rs, "Retry-After", "1");
         return http_error(rs, 503, "Database unavailable, try again shortly");
     case DB_CONFLICT:
-        return http_error(rs, 409,
-                          strcmp(db.constraint, "users_email_key") == 0
-                              ? "Email already registered"
-                              : "Username already registered");
+        if (strcmp(db.constraint, "users_email_key") == 0)
+            return http_error(rs, 409, "Email already registered");
+        if (strcmp(db.constraint, "users_username_skeleton_key") == 0)
+            return http_error(rs, 409, "Username too similar to a registered one");
+        return http_error(rs, 409, "Username already registered");
     case DB_INVALID: /* our checks run first: the schema is stricter than them */
         return http_error_422(rs, json_pack("[s]", "body"), db.err, "value_error");
     default:
@@ -185,7 +240,7 @@ static int db_failure(struct http_resp *rs)
 /* Answer with the (version, user) row of r (taken and cleared), storing it
  * in the cache as who; 404 for no row, the database's failure for NULL. */
 static int send_user(struct http_resp *rs, PGresult *r, enum vcache_who who, const char *id,
-                     int show_phone)
+                     int owner)
 {
     if (r == NULL)
         return db_failure(rs);
@@ -194,7 +249,7 @@ static int send_user(struct http_resp *rs, PGresult *r, enum vcache_who who, con
         return http_error(rs, 404, "User not found");
     }
     vcache_put(&cache, who, id, PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1), PQgetlength(r, 0, 1));
-    send_user_json(rs, 200, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1), show_phone);
+    send_user_json(rs, 200, PQgetvalue(r, 0, 1), (size_t)PQgetlength(r, 0, 1), owner);
     PQclear(r);
     return rs->status;
 }
@@ -225,33 +280,48 @@ static int int_param(const char *s, long long min, long long max, json_t *loc, l
     return 0;
 }
 
-/* The fields of a POST or PATCH body, borrowed from the parsed JSON. */
+/* The fields of a POST or PATCH body, borrowed from the parsed JSON, and
+ * the user name's keys (namekey.h; empty without a username). */
 struct user_in {
     json_t *body;
-    const char *username, *email, *password, *full_name, *phone;
+    const char *username, *email, *password, *full_name, *phone, *current_password;
     int set_full_name, set_phone; /* present, maybe null */
+    struct buf key, skeleton;
 };
+
+static void user_in_free(struct user_in *in)
+{
+    json_decref(in->body);
+    buf_free(&in->key);
+    buf_free(&in->skeleton);
+}
 
 static int field_error(struct http_resp *rs, const char *field, const struct valid_err *e)
 {
     return http_error_422(rs, json_pack("[ss]", "body", field), e->msg, e->type);
 }
 
-/* Parse and check the body: 0, or -1 with the 422 in rs. `create`: the
- * required fields must be there. */
+/* Parse and check the body: 0, or -1 with the 422 in rs (free in with
+ * user_in_free either way). `create`: the required fields must be there,
+ * and current_password is no field. */
 static int user_in_parse(struct http_req *rq, int create, struct user_in *in,
                          struct http_resp *rs)
 {
-    static const char *const fields[] = {"username", "email", "password", "full_name", "phone",
+    /* the create fields are the first five: current_password ends them */
+    static const char *const fields[] = {"username",  "email", "password",
+                                         "full_name", "phone", "current_password",
                                          NULL};
+    static const char *const create_fields[] = {"username",  "email", "password",
+                                                "full_name", "phone", NULL};
     memset(in, 0, sizeof(*in));
-    if (http_body_object_or_422(rq, fields, 1, &in->body, rs) != 0)
+    if (http_body_object_or_422(rq, create ? create_fields : fields, 1, &in->body, rs) != 0)
         return -1;
     json_t *v;
-    const char **out[] = {&in->username, &in->email, &in->password, &in->full_name, &in->phone};
-    for (size_t i = 0; i < 5; i++) {
+    const char **out[] = {&in->username,  &in->email, &in->password,
+                          &in->full_name, &in->phone, &in->current_password};
+    for (size_t i = 0; i < (create ? 5 : 6); i++) {
         v = json_object_get(in->body, fields[i]);
-        int nullable = i >= 3;
+        int nullable = i == 3 || i == 4;
         if (v == NULL) {
             if (create && !nullable)
                 return http_error_422(rs, json_pack("[ss]", "body", fields[i]), "Field required",
@@ -272,6 +342,14 @@ static int user_in_parse(struct http_req *rq, int create, struct user_in *in,
     struct valid_err e;
     if (in->username && valid_username(in->username, &e) != 0)
         return field_error(rs, "username", &e), -1;
+    if (in->username && namekey_has_ignorable(in->username))
+        return http_error_422(rs, json_pack("[ss]", "body", "username"),
+                              "String should not contain invisible characters",
+                              "string_pattern_mismatch"), -1;
+    if (in->username && namekey_make(in->username, &in->key, &in->skeleton) != 0) {
+        log_err("no key for a user name");
+        return http_error(rs, 500, NULL), -1;
+    }
     if (in->email && valid_email(in->email, &e) != 0)
         return field_error(rs, "email", &e), -1;
     if (in->password && valid_text(in->password, 8, 128, &e) != 0 &&
@@ -291,7 +369,7 @@ static int user_in_parse(struct http_req *rq, int create, struct user_in *in,
 }
 
 /* GET /api/users/{id} */
-static int get_user(struct http_resp *rs, const char *id, int show_phone)
+static int get_user(struct http_resp *rs, const char *id, int owner)
 {
     static struct buf cached;
     buf_clear(&cached);
@@ -299,11 +377,11 @@ static int get_user(struct http_resp *rs, const char *id, int show_phone)
     if (cache.redis != NULL)
         http_header_add(rs, "X-Cache", hit == VCACHE_MISS ? "miss" : "hit");
     if (hit == VCACHE_HIT)
-        return send_user_json(rs, 200, cached.data, cached.len, show_phone);
+        return send_user_json(rs, 200, cached.data, cached.len, owner);
     if (hit == VCACHE_GONE)
         return http_error(rs, 404, "User not found");
     const char *params[] = {id};
-    return send_user(rs, db_exec(&db, "user_get", 1, params), VCACHE_READER, id, show_phone);
+    return send_user(rs, db_exec(&db, "user_get", 1, params), VCACHE_READER, id, owner);
 }
 
 /* Before a write of id: the cache must know (vcache.h), or no write. */
@@ -373,27 +451,119 @@ static int seal_phone(const struct user_in *in, struct buf *ph, struct http_resp
     return -1;
 }
 
-/* POST /api/users */
-static int create_user(struct http_req *rq, struct http_resp *rs)
+/* 429 with Retry-After. */
+static int too_many(struct http_resp *rs, long retry_after, const char *detail)
 {
-    struct user_in in;
-    char hash[PASSWD_HASH_MAX];
-    struct buf ph = {0};
-    if (user_in_parse(rq, 1, &in, rs) != 0 || seal_phone(&in, &ph, rs) != 0) {
-        json_decref(in.body);
-        return rs->status;
+    char v[24];
+    snprintf(v, sizeof(v), "%ld", retry_after);
+    http_header_add(rs, "Retry-After", v);
+    return http_error(rs, 429, detail);
+}
+
+/* One more registration from the caller's address: 0 to go on, or -1
+ * with the 429 in rs. With Redis down, registrations go on unlimited (the
+ * limit is a brake on sign-ups in bulk, not an access control, and
+ * registration never needed Redis). */
+static int register_limited(const struct caller *c, struct http_resp *rs)
+{
+    char addr[INET6_ADDRSTRLEN + 4];
+    long wait = 1;
+    throttle_addr(c->addr, addr, sizeof(addr));
+    enum throttle_verdict v = throttle_addr_hit(&redis, THROTTLE_REGISTER, addr,
+                                                cfg.register_window, cfg.register_per_addr, &wait);
+    if (v == THROTTLE_DOWN)
+        log_warn("registrations: Redis: %s (not limited meanwhile)", redis.err);
+    if (v != THROTTLE_WAIT)
+        return 0;
+    too_many(rs, wait, "Too many registrations from this address, try again later");
+    return -1;
+}
+
+/* The account's current password: checked whenever it is given, and
+ * required from the owner to change password or email. Guesses count as
+ * login attempts for the account's name from the caller's address
+ * (throttle.h). 0 to go on, or -1 with 422 (missing), 404, 429, 403
+ * (wrong) or 503 in rs. */
+static int current_password_ok(const struct caller *c, const char *id, const struct user_in *in,
+                               struct http_resp *rs)
+{
+    if (in->current_password == NULL) {
+        if (!is_self(c, id) || (in->password == NULL && in->email == NULL))
+            return 0;
+        return http_error_422(rs, json_pack("[ss]", "body", "current_password"), "Field required",
+                              "missing"), -1;
     }
-    if (passwd_hash(in.password, hash, sizeof(hash)) != 0) {
-        json_decref(in.body);
-        buf_free(&ph);
-        log_err("password hashing failed");
-        return http_error(rs, 500, NULL);
+    const char *params[] = {id};
+    PGresult *r = db_exec(&db, "user_secret", 1, params);
+    if (r == NULL)
+        return db_failure(rs), -1;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return http_error(rs, 404, "User not found"), -1;
     }
-    const char *params[] = {in.username, in.email, in.full_name, hash, ph.data};
-    PGresult *r = db_exec(&db, "user_create", 5, params);
-    json_decref(in.body);
-    buf_free(&ph);
-    explicit_bzero(hash, sizeof(hash));
+    char addr[INET6_ADDRSTRLEN + 4];
+    long wait = 1;
+    throttle_addr(c->addr, addr, sizeof(addr));
+    const char *key = PQgetvalue(r, 0, 0);
+    enum throttle_verdict v = throttle_pass_try(&redis, &cfg.delay, key, addr, &wait);
+    int ok = v == THROTTLE_GO && passwd_verify(in->current_password, PQgetvalue(r, 0, 1));
+    if (ok && throttle_pass_ok(&redis, key, addr) != 0)
+        log_warn("password check: Redis: %s (earlier failures stay counted)", redis.err);
+    PQclear(r);
+    if (v == THROTTLE_WAIT)
+        return too_many(rs, wait, "Too many password attempts, try again later"), -1;
+    if (v == THROTTLE_DOWN) {
+        log_warn("password check: Redis: %s", redis.err);
+        http_header_add(rs, "Retry-After", "1");
+        return http_error(rs, 503, "Password check unavailable, try again shortly"), -1;
+    }
+    if (!ok)
+        return http_error(rs, 403, "Current password is incorrect"), -1;
+    return 0;
+}
+
+/* Revoke user id's tokens below generation gen but the one with jti
+ * `except` (NULL: none), for as long as any of them could live: 0, or -1
+ * with the 503 in rs. */
+static int revoke_tokens(struct http_resp *rs, const char *id, long gen, const char *except)
+{
+    long now = (long)time(NULL);
+    struct deny_user u = {.sub = id, .gen = gen, .at = now, .except = except};
+    if (deny_revoke_user(&redis, &u, now + TOKEN_LIFETIME_MAX) == 0) {
+        log_info("tokens of user %s revoked (generations below %ld%s%s)", id, gen,
+                 except ? ", but " : "", except ? except : "");
+        return 0;
+    }
+    log_warn("revoking the tokens of user %s: Redis: %s", id, redis.err);
+    http_header_add(rs, "Retry-After", "1");
+    http_error(rs, 503, "Revocation unavailable, try again shortly");
+    return -1;
+}
+
+/* A statement of the transaction's own: 0, or -1 (db has the reason). */
+static int tx(const char *name)
+{
+    PGresult *r = db_exec(&db, name, 0, NULL);
+    int ok = r != NULL;
+    PQclear(r);
+    return ok ? 0 : -1;
+}
+
+/* Give a transaction up (a lost connection has ended it already). */
+static void rollback(void)
+{
+    if (db.conn != NULL && tx("tx_rollback") != 0)
+        log_warn("PostgreSQL: rollback: %s", db.err);
+}
+
+/* The INSERT of a registration. */
+static int insert_user(struct http_resp *rs, const struct user_in *in, const char *hash,
+                       const char *phone)
+{
+    const char *params[] = {in->username, in->key.data ? in->key.data : "",
+                            in->skeleton.data ? in->skeleton.data : "",
+                            in->email, in->full_name, hash, phone};
+    PGresult *r = db_exec(&db, "user_create", 7, params);
     if (r == NULL)
         return db_failure(rs);
     char loc[512];
@@ -405,58 +575,124 @@ static int create_user(struct http_req *rq, struct http_resp *rs)
     return rs->status;
 }
 
-/* PATCH /api/users/{id}: the fields given; {} changes nothing. */
-static int update_user(struct http_req *rq, struct http_resp *rs, const char *id)
+/* POST /api/users */
+static int create_user(struct http_req *rq, struct http_resp *rs, const struct caller *c)
 {
-    struct user_in in;
-    if (user_in_parse(rq, 0, &in, rs) != 0) {
-        json_decref(in.body);
+    if (register_limited(c, rs) != 0)
         return rs->status;
-    }
-    if (json_object_size(in.body) == 0) {
-        json_decref(in.body);
-        return get_user(rs, id, 1);
-    }
+    struct user_in in;
     char hash[PASSWD_HASH_MAX];
     struct buf ph = {0};
-    if (seal_phone(&in, &ph, rs) != 0) {
-        json_decref(in.body);
-        return rs->status;
-    }
-    if (in.password && passwd_hash(in.password, hash, sizeof(hash)) != 0) {
-        json_decref(in.body);
-        buf_free(&ph);
+    int status;
+    if (user_in_parse(rq, 1, &in, rs) != 0 || seal_phone(&in, &ph, rs) != 0) {
+        status = rs->status;
+    } else if (passwd_hash(in.password, hash, sizeof(hash)) != 0) {
         log_err("password hashing failed");
-        return http_error(rs, 500, NULL);
+        status = http_error(rs, 500, NULL);
+    } else {
+        status = insert_user(rs, &in, hash, ph.data);
+        explicit_bzero(hash, sizeof(hash));
     }
-    if (cache_begin_or_503(rs, id) != 0) {
-        json_decref(in.body);
-        buf_free(&ph);
+    user_in_free(&in);
+    buf_free(&ph);
+    return status;
+}
+
+/* The UPDATE of a PATCH. A password or email change starts a new token
+ * generation and revokes the older ones in the same transaction: either
+ * both happen or neither. */
+static int write_user(struct http_resp *rs, const struct caller *c, const char *id,
+                      const struct user_in *in, const char *phone, const char *hash)
+{
+    int renew = in->password != NULL || in->email != NULL;
+    const char *params[] = {id,
+                            in->username,
+                            in->email,
+                            in->set_full_name ? "t" : "f",
+                            in->full_name,
+                            in->set_phone ? "t" : "f",
+                            phone,
+                            hash,
+                            in->username ? in->key.data : NULL,
+                            in->username ? in->skeleton.data : NULL,
+                            renew ? "1" : "0"};
+    if (renew && tx("tx_begin") != 0)
+        return db_failure(rs);
+    PGresult *r = db_exec(&db, "user_update", 11, params);
+    if (!renew || r == NULL || PQntuples(r) == 0) {
+        int status = send_user(rs, r, VCACHE_WRITER, id, 1); /* the failure, or the user */
+        if (renew)
+            rollback();
+        return status;
+    }
+    long gen = strtol(PQgetvalue(r, 0, 2), NULL, 10);
+    if (revoke_tokens(rs, id, gen, is_self(c, id) ? c->jti : NULL) != 0) {
+        PQclear(r);
+        rollback();
         return rs->status;
     }
-    const char *params[] = {id,          in.username, in.email, in.set_full_name ? "t" : "f",
-                            in.full_name, in.set_phone ? "t" : "f", ph.data,
-                            in.password ? hash : NULL};
-    PGresult *r = db_exec(&db, "user_update", 8, params);
-    json_decref(in.body);
-    buf_free(&ph);
-    explicit_bzero(hash, sizeof(hash));
+    if (tx("tx_commit") != 0) {
+        PQclear(r);
+        return db_failure(rs);
+    }
     return send_user(rs, r, VCACHE_WRITER, id, 1);
 }
 
-/* DELETE /api/users/{id} */
+/* PATCH /api/users/{id}: the fields given; {} changes nothing. */
+static int update_user(struct http_req *rq, struct http_resp *rs, const struct caller *c,
+                       const char *id)
+{
+    struct user_in in;
+    char hash[PASSWD_HASH_MAX];
+    struct buf ph = {0};
+    int status;
+    if (user_in_parse(rq, 0, &in, rs) != 0 || current_password_ok(c, id, &in, rs) != 0 ||
+        seal_phone(&in, &ph, rs) != 0) {
+        status = rs->status;
+    } else if (json_object_size(in.body) == (in.current_password ? 1 : 0)) {
+        status = get_user(rs, id, 1);
+    } else if (in.password && passwd_hash(in.password, hash, sizeof(hash)) != 0) {
+        log_err("password hashing failed");
+        status = http_error(rs, 500, NULL);
+    } else if (cache_begin_or_503(rs, id) != 0) {
+        status = rs->status;
+    } else {
+        status = write_user(rs, c, id, &in, ph.data, in.password ? hash : NULL);
+    }
+    explicit_bzero(hash, sizeof(hash));
+    user_in_free(&in);
+    buf_free(&ph);
+    return status;
+}
+
+/* DELETE /api/users/{id}: the row and every token of the account go
+ * together. */
 static int delete_user(struct http_resp *rs, const char *id)
 {
     if (cache_begin_or_503(rs, id) != 0)
         return rs->status;
+    if (tx("tx_begin") != 0)
+        return db_failure(rs);
     const char *params[] = {id};
     PGresult *r = db_exec(&db, "user_delete", 1, params);
-    if (r == NULL)
-        return db_failure(rs);
+    if (r == NULL) {
+        int status = db_failure(rs);
+        rollback();
+        return status;
+    }
     int gone = strcmp(PQcmdTuples(r), "1") == 0;
     PQclear(r);
-    if (!gone)
+    if (!gone) {
+        rollback();
         return http_error(rs, 404, "User not found");
+    }
+    /* ids are never reused: every generation, every token */
+    if (revoke_tokens(rs, id, LONG_MAX, NULL) != 0) {
+        rollback();
+        return rs->status;
+    }
+    if (tx("tx_commit") != 0)
+        return db_failure(rs);
     vcache_gone(&cache, id);
     return rs->status = 204;
 }
@@ -475,7 +711,7 @@ static int users(struct http_req *rq, struct http_resp *rs)
         if (http_allow_or_405(rq, rs, "GET, POST") != 0)
             return rs->status;
         if (strcmp(rq->method, "POST") == 0)
-            return create_user(rq, rs);
+            return create_user(rq, rs, &c);
         /* the authorizer asks for the admin scope; so do we */
         if (!c.admin)
             return c.sub ? http_error(rs, 403, "Not enough permissions") : not_authenticated(rs);
@@ -503,7 +739,7 @@ static int users(struct http_req *rq, struct http_resp *rs)
     if (!owns(&c, id))
         return http_error(rs, 403, "Not enough permissions");
     if (strcmp(rq->method, "PATCH") == 0)
-        return update_user(rq, rs, id);
+        return update_user(rq, rs, &c, id);
     return delete_user(rs, id);
 }
 
@@ -515,6 +751,13 @@ int main(int argc, char **argv)
         {"REDIS_URL", CONF_STR, "unix:///run/redis/redis.sock", &cfg.redis_url, 0, 0, NULL,
          rds_url_check},
         {"USER_CACHE_TTL", CONF_INT, "30", &cfg.cache_ttl, 0, 86400, NULL, NULL},
+        /* registrations from one address: REGISTER_PER_ADDR per REGISTER_WINDOW s */
+        {"REGISTER_WINDOW", CONF_INT, "3600", &cfg.register_window, 1, 86400, NULL, NULL},
+        {"REGISTER_PER_ADDR", CONF_INT, "20", &cfg.register_per_addr, 1, 1000000, NULL, NULL},
+        /* current_password guesses: the login throttle's settings (fcgi/token.c) */
+        {"LOGIN_FREE_FAILURES", CONF_INT, "5", &cfg.delay.free, 0, 1000, NULL, NULL},
+        {"LOGIN_DELAY_MAX", CONF_INT, "900", &cfg.delay.max, 1, 86400, NULL, NULL},
+        {"LOGIN_FAILURE_TTL", CONF_INT, "86400", &cfg.delay.ttl, 1, 2592000, NULL, NULL},
         /* phone numbers at rest: "key1,key2", the first encrypts */
         {"FERNET_KEYS", CONF_STR, NULL, &cfg.fernet_keys, 0, 0, NULL, keys_check},
     };

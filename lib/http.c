@@ -426,7 +426,9 @@ void http_resp_format(const struct http_req *rq, const struct http_resp *rs, str
 
 struct http_caller http_caller(const struct http_req *rq)
 {
-    struct http_caller c = {http_env(rq, "AUTH_SUB"), http_env(rq, "AUTH_SCOPE"), 0};
+    struct http_caller c = {.sub = http_env(rq, "AUTH_SUB"),
+                            .scope = http_env(rq, "AUTH_SCOPE"),
+                            .jti = http_env(rq, "AUTH_JTI")};
     if (c.sub != NULL && c.sub[0] == '\0')
         c.sub = NULL;
     if (c.scope == NULL || c.sub == NULL)

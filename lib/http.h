@@ -113,11 +113,12 @@ const char *http_header(const struct http_req *rq, const char *name); /* "X-Requ
 const char *http_query(const struct http_req *rq, const char *name);  /* first value */
 
 /* Who calls, as the gateway's authorizer (fcgi/auth.c) named them in the
- * request's environment: AUTH_SUB and AUTH_SCOPE, which only the
- * authorizer sets (lighttpd drops a client's own). Borrowed from rq. */
+ * request's environment: AUTH_SUB, AUTH_SCOPE and AUTH_JTI, which only
+ * the authorizer sets (lighttpd drops a client's own). Borrowed from rq. */
 struct http_caller {
     const char *sub;   /* the token's subject; NULL: no token (a public route) */
     const char *scope; /* its scopes, space-separated; "" when none */
+    const char *jti;   /* the token's id (AUTH_JTI); NULL: unknown */
     int admin;         /* scope holds "admin" */
 };
 struct http_caller http_caller(const struct http_req *rq);

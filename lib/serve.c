@@ -101,7 +101,7 @@ static double t_start;
  * hands on are cleared first. Returns only on failure, with rs a 500. */
 static void exec_route(struct http_resp *resp)
 {
-    static const char *const handed[] = {"AUTH_SUB", "AUTH_SCOPE", "CORS_ORIGIN"};
+    static const char *const handed[] = {"AUTH_SUB", "AUTH_SCOPE", "AUTH_JTI", "CORS_ORIGIN"};
     for (size_t i = 0; i < sizeof(handed) / sizeof(handed[0]); i++)
         unsetenv(handed[i]);
     const char *p = resp->headers.data, *end = p + resp->headers.len;

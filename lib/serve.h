@@ -41,7 +41,7 @@ extern void (*serve_on_start)(void);
  * `auth /path/to/cgi-bin/<route>`. It then checks the request as under
  * FastCGI (prefix /api, the body left unread on stdin); on 200 its
  * Variable-NAME headers become the environment and the route program is
- * executed in its place (AUTH_SUB, AUTH_SCOPE and CORS_ORIGIN cleared
+ * executed in its place (AUTH_SUB, AUTH_SCOPE, AUTH_JTI and CORS_ORIGIN cleared
  * first: only the authorizer names them); any other answer is written as
  * the CGI response. The route must be another program in the authorizer's
  * own directory, else it does not start (exit 1). */

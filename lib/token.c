@@ -114,7 +114,8 @@ int token_sign(const struct token_keys *ks, const struct token_claims *c, struct
         jwt_add_header(jwt, "kid", ks->k[0].kid) == 0 && jwt_add_grant(jwt, "sub", c->sub) == 0 &&
         jwt_add_grant(jwt, "scope", c->scope) == 0 && jwt_add_grant(jwt, "jti", c->jti) == 0 &&
         jwt_add_grant_int(jwt, "iat", c->iat) == 0 && jwt_add_grant_int(jwt, "exp", c->exp) == 0 &&
-        (c->nbf == 0 || jwt_add_grant_int(jwt, "nbf", c->nbf) == 0)) {
+        (c->nbf == 0 || jwt_add_grant_int(jwt, "nbf", c->nbf) == 0) &&
+        (c->gen == 0 || jwt_add_grant_int(jwt, "gen", c->gen) == 0)) {
         char *s = jwt_encode_str(jwt);
         if (s != NULL) {
             buf_puts(out, s);
@@ -222,7 +223,8 @@ int token_verify(const struct token_keys *ks, const char *token, long now,
     if (str_claim(p, "sub", c->sub, sizeof(c->sub)) != 0 ||
         str_claim(p, "scope", c->scope, sizeof(c->scope)) != 0 ||
         str_claim(p, "jti", c->jti, sizeof(c->jti)) != 0 || int_claim(p, "iat", &c->iat, 1) != 0 ||
-        int_claim(p, "exp", &c->exp, 1) != 0 || int_claim(p, "nbf", &c->nbf, 0) != 0) {
+        int_claim(p, "exp", &c->exp, 1) != 0 || int_claim(p, "nbf", &c->nbf, 0) != 0 ||
+        int_claim(p, "gen", &c->gen, 0) != 0 || c->gen < 0) {
         e = TOKEN_BAD_CLAIMS;
         goto out;
     }

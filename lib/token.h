@@ -14,10 +14,17 @@
  * exactly alg HS256 and a kid we hold; the three parts must be canonical
  * base64url; the HMAC is compared in constant time (libjwt 1.10 compares
  * with strcmp); only then are the claims read. Claims: sub, scope, iat,
- * exp, jti (all required), nbf (optional). */
+ * exp, jti (all required), nbf and gen (optional). gen is the user's
+ * token generation when the token was issued (the users table's
+ * token_gen): a password or email change revokes the user's tokens of
+ * older generations at once (denylist.h), which iat (whole seconds) could
+ * not tell apart from a token issued in the same second after the change. */
 
 #define TOKEN_MAX 4096 /* longer tokens are refused unread */
 #define TOKEN_KEYS_MAX 8
+/* No token lives longer (TOKEN_TTL's and tokenctl --ttl's upper bound):
+ * what is revoked for this long outlives every token issued before. */
+#define TOKEN_LIFETIME_MAX 86400
 
 struct token_key {
     char kid[33];
@@ -35,6 +42,7 @@ struct token_claims {
     char scope[257];
     char jti[65];
     long iat, exp, nbf; /* seconds since the epoch; nbf 0: none */
+    long gen;           /* the user's token generation; 0: none (tokenctl's) */
 };
 
 enum token_err {

@@ -11,6 +11,13 @@
  * new migration instead). Two migrates at once are serialised by an
  * advisory lock. --status lists each file as applied or pending.
  *
+ * A migration whose SQL needs values only C can compute has a step here,
+ * run in its transaction before its SQL (steps[], by migration name):
+ * "username_keys" (sql/003_username_keys.sql) computes every user name's
+ * key and skeleton with lib/namekey.h, the code the users service uses,
+ * into a temporary table the SQL then reads; names that would collide
+ * under the new rules stop it with their ids and names.
+ *
  * DIR defaults to $MIGRATIONS_DIR, else sql/ beside the bin/ holding this program.
  * Exit: 0 done (or nothing to do), 1 error, 2 usage. Files must not hold
  * BEGIN/COMMIT of their own. */
@@ -26,6 +33,7 @@
 #include "clock.h"
 #include "mem.h"
 #include "migname.h"
+#include "namekey.h"
 
 #define LOCK_ID "727473" /* pg_advisory_lock key: our migrations */
 
@@ -105,11 +113,141 @@ static long line_of(const char *sql, long pos)
     return line;
 }
 
+/* COPY text format: the few characters it gives a meaning escaped. */
+static void copy_field(struct buf *b, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s == '\\' || *s == '\t' || *s == '\n' || *s == '\r')
+            buf_putc(b, '\\');
+        buf_putc(b, *s == '\t' ? 't' : *s == '\n' ? 'n' : *s == '\r' ? 'r' : *s);
+    }
+}
+
+/* Print the groups of users whose `col` (key or skeleton) is one; 1 if
+ * there were any, 0 if none, -1 on error. */
+static int collisions(PGconn *c, const char *col, const char *what)
+{
+    char sql[400];
+    snprintf(sql, sizeof(sql),
+             "SELECT string_agg(u.id || ' (' || u.username || ')', ', ' ORDER BY u.id)"
+             " FROM users u JOIN username_keys k ON k.id = u.id"
+             " GROUP BY k.%s HAVING count(*) > 1 ORDER BY min(u.id)",
+             col);
+    PGresult *r = PQexec(c, sql);
+    if (!ok(r, PGRES_TUPLES_OK)) {
+        fprintf(stderr, "migrate: %s", PQresultErrorMessage(r));
+        PQclear(r);
+        return -1;
+    }
+    int n = PQntuples(r);
+    for (int i = 0; i < n; i++)
+        fprintf(stderr, "migrate: users %s %s\n", PQgetvalue(r, i, 0), what);
+    PQclear(r);
+    return n > 0;
+}
+
+/* The "username_keys" step: username_keys (id, key, skeleton) for every
+ * user, streamed in with COPY; refused when two users would collide. */
+static int username_keys(PGconn *c)
+{
+    if (exec_simple(c, "CREATE TEMP TABLE username_keys (id bigint PRIMARY KEY, key text NOT NULL,"
+                       " skeleton text NOT NULL) ON COMMIT DROP") != 0 ||
+        exec_simple(c, "DECLARE names NO SCROLL CURSOR FOR SELECT id, username FROM users") != 0)
+        return -1;
+    struct buf rows = {0}, key = {0}, skel = {0};
+    long total = 0;
+    int rc = 0;
+    for (;;) {
+        PGresult *r = PQexec(c, "FETCH 1000 FROM names");
+        if (!ok(r, PGRES_TUPLES_OK)) {
+            fprintf(stderr, "migrate: %s", PQresultErrorMessage(r));
+            PQclear(r);
+            rc = -1;
+            break;
+        }
+        int n = PQntuples(r);
+        for (int i = 0; i < n && rc == 0; i++) {
+            buf_clear(&key);
+            buf_clear(&skel);
+            if (namekey_make(PQgetvalue(r, i, 1), &key, &skel) != 0) {
+                fprintf(stderr, "migrate: user %s: no key for the name\n", PQgetvalue(r, i, 0));
+                rc = -1;
+                break;
+            }
+            buf_printf(&rows, "%s\t", PQgetvalue(r, i, 0));
+            copy_field(&rows, key.data ? key.data : "");
+            buf_putc(&rows, '\t');
+            copy_field(&rows, skel.data ? skel.data : "");
+            buf_putc(&rows, '\n');
+        }
+        PQclear(r);
+        total += n;
+        if (n == 0 || rc != 0)
+            break;
+    }
+    if (rc == 0 && exec_simple(c, "CLOSE names") != 0)
+        rc = -1;
+    if (rc == 0) {
+        PGresult *r = PQexec(c, "COPY username_keys FROM STDIN");
+        int copying = ok(r, PGRES_COPY_IN);
+        PQclear(r);
+        if (!copying || PQputCopyData(c, rows.data ? rows.data : "", (int)rows.len) != 1 ||
+            PQputCopyEnd(c, NULL) != 1) {
+            fprintf(stderr, "migrate: copying the names' keys: %s", PQerrorMessage(c));
+            rc = -1;
+        }
+        r = PQgetResult(c);
+        if (rc == 0 && !ok(r, PGRES_COMMAND_OK)) {
+            fprintf(stderr, "migrate: %s", PQresultErrorMessage(r));
+            rc = -1;
+        }
+        PQclear(r);
+        while ((r = PQgetResult(c)) != NULL)
+            PQclear(r);
+    }
+    buf_free(&rows);
+    buf_free(&key);
+    buf_free(&skel);
+    if (rc != 0)
+        return -1;
+    int a = collisions(c, "key", "are one name (NFKC_Casefold)");
+    int b = a < 0 ? -1 : collisions(c, "skeleton", "look alike (Unicode TR39 skeleton)");
+    if (a != 0 || b != 0) {
+        if (a > 0 || b > 0)
+            fprintf(stderr, "migrate: rename all but one of each (UPDATE users SET username ="
+                            " ...), then run migrate again\n");
+        return -1;
+    }
+    printf("migrate: %ld user name%s keyed\n", total, total == 1 ? "" : "s");
+    return 0;
+}
+
+/* What a migration's SQL needs done first, in its transaction. */
+static const struct step {
+    const char *name; /* the migration's, NNN_<name>.sql */
+    int (*run)(PGconn *c);
+} steps[] = {
+    {"username_keys", username_keys},
+};
+
+static int run_steps(PGconn *c, const struct mig *m)
+{
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++)
+        if (strcmp(steps[i].name, m->name) == 0 && steps[i].run(c) != 0)
+            return -1;
+    return 0;
+}
+
 static int apply(PGconn *c, const struct mig *m, const struct buf *sql, const char *sum)
 {
     double t0 = clock_now();
     if (exec_simple(c, "BEGIN") != 0)
         return -1;
+    if (run_steps(c, m) != 0) {
+        fprintf(stderr, "migrate: %s rolled back; stopping\n", m->file);
+        PQclear(PQexec(c, "ROLLBACK"));
+        return -1;
+    }
     PGresult *r = PQexec(c, sql->data);
     if (!ok(r, PGRES_COMMAND_OK) && !ok(r, PGRES_TUPLES_OK)) {
         const char *msg = r ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY) : NULL;

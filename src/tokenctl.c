@@ -62,7 +62,7 @@ static int issue(int argc, char **argv)
             char *end;
             errno = 0;
             ttl = strtol(v, &end, 10);
-            if (errno != 0 || *end != '\0' || ttl < 1 || ttl > 86400) {
+            if (errno != 0 || *end != '\0' || ttl < 1 || ttl > TOKEN_LIFETIME_MAX) {
                 fputs("tokenctl: --ttl: 1 to 86400 seconds\n", stderr);
                 return 2;
             }
@@ -113,6 +113,8 @@ static int verify(void)
                           "iat", (json_int_t)c.iat, "exp", (json_int_t)c.exp);
     if (c.nbf != 0)
         json_object_set_new(j, "nbf", json_integer(c.nbf));
+    if (c.gen != 0)
+        json_object_set_new(j, "gen", json_integer(c.gen));
     char *s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
     printf("%s\n", s);
     free(s);

@@ -270,14 +270,15 @@ smoke() {
             TOKEN_KEYS="$keys" REDIS_URL="$REDIS_URL" "$@" "$LIBDIR/cgi-bin/auth" "$LIBDIR/cgi-bin/show"
     }
     # identities a caller put in the environment never reach the route
-    run -0 cgi_auth /api/hello/x AUTH_SUB=1 AUTH_SCOPE=admin CORS_ORIGIN=evil
+    run -0 cgi_auth /api/hello/x AUTH_SUB=1 AUTH_SCOPE=admin AUTH_JTI=mine CORS_ORIGIN=evil
     refute_line --partial 'AUTH_'
     assert_line --regexp '^REQUEST_ID=[0-9a-f]{32}$'
     assert_line 'body: hi'
     # the token's, from the authorizer, do; the body is left for the route
-    run -0 cgi_auth /api/hello/x AUTH_SUB=1 HTTP_AUTHORIZATION="Bearer $tok"
+    run -0 cgi_auth /api/hello/x AUTH_SUB=1 AUTH_JTI=mine HTTP_AUTHORIZATION="Bearer $tok"
     assert_line 'AUTH_SUB=7'
     assert_line 'AUTH_SCOPE=read write'
+    assert_line --regexp '^AUTH_JTI=[0-9a-f-]{36}$'
     assert_line 'body: hi'
     # a refusal is the authorizer's answer; the route never runs
     run -0 cgi_auth /api/tasks/x

@@ -306,9 +306,10 @@ for line in open(sys.argv[1], encoding="utf-8"):
 
 @test "after a full run no log holds a password, token, cookie or a URL's password" {
     # recognisable secrets, unique to this run
-    local tag="$$-$RANDOM" rpw pgpw pw1 pw2 pw3 pw4 token badtoken cookie wrongpw
+    local tag="$$-$RANDOM" rpw pgpw pw1 pw2 pw3 pw4 pw5 token badtoken cookie wrongpw usertoken
     rpw="rpw-$tag-R3dis" pgpw="pgpw-$tag-P0stgres" wrongpw="wrongpw-$tag-W"
     pw1="pw1-$tag-Alpha" pw2="pw2-$tag-Bravo" pw3="pw3-$tag-Charlie" pw4="pw4-$tag-Delta"
+    pw5="pw5-$tag-Echo"
     badtoken="tok-$tag-Bearer" cookie="ck-$tag-Cookie"
     local logs=$BATS_TEST_TMPDIR/logs
     mkdir -p "$logs"
@@ -350,6 +351,18 @@ for line in open(sys.argv[1], encoding="utf-8"):
     assert_equal "$status" 200
     api GET "/api/users/$id" "${auth[@]}"
     assert_equal "$status" 200
+    # the owner's own change, with current_password: a wrong one, then its own
+    api POST /api/token --data-urlencode grant_type=password --data-urlencode "username=$u" \
+        --data-urlencode "password=$pw3"
+    assert_equal "$status" 200
+    usertoken=$(jget "$body" 'j["access_token"]')
+    api PATCH /api/users/me -H "Authorization: Bearer $usertoken" "${json[@]}" \
+        --data-binary "{\"password\":\"$pw5\",\"current_password\":\"$wrongpw\"}"
+    assert_equal "$status" 403
+    api PATCH /api/users/me -H "Authorization: Bearer $usertoken" "${json[@]}" \
+        --data-binary "{\"password\":\"$pw5\",\"current_password\":\"$pw3\"}"
+    assert_equal "$status" 200
+    secrets+=("$pw5" "$usertoken")
     # a conflict and a validation error with a password in the body
     api POST /api/users "${auth[@]}" "${json[@]}" \
         --data-binary "{\"username\":\"$u\",\"email\":\"x$u@example.com\",\"password\":\"$pw4\"}"

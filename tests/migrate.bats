@@ -125,3 +125,65 @@ migrate() { "$GW_BIN/migrate" --dir "$MIG" "$@"; }
     run "$GW_BIN/migrate" --bogus
     assert_failure 2
 }
+
+@test "003 keys the users already there (NFKC_Casefold and TR39 skeleton, computed by migrate), then makes both unique" {
+    cp "$REPO"/sql/002_*.sql "$MIG/"
+    run migrate
+    assert_success
+    psql_app -c "INSERT INTO users (username, email, password_hash) VALUES
+        ('Alice', 'a@x.io', 'h'), ('ＢＯＢ', 'b@x.io', 'h'), ('Straße', 's@x.io', 'h'),
+        ('e' || U&'\0301' || 'mile', 'e@x.io', 'h'), ('O''Brien', 'o@x.io', 'h')"
+    cp "$REPO"/sql/003_*.sql "$REPO"/sql/004_*.sql "$MIG/"
+    run migrate
+    assert_success
+    assert_line 'migrate: 5 user names keyed'
+    assert_line --regexp '^migrate: applied 003_username_keys.sql'
+    assert_line --regexp '^migrate: applied 004_token_generation.sql'
+    assert_equal "$(psql_app -c "SELECT string_agg(username_key, ',' ORDER BY id) FROM users")" \
+        "alice,bob,strasse,$(printf '\u00e9')mile,o'brien"
+    assert_equal "$(psql_app -c "SELECT count(DISTINCT username_skeleton), bool_and(token_gen = 1) FROM users")" '5|t'
+    # the keys are what the users service computes: the same name in
+    # another form, or a look-alike, is refused by the new indexes
+    run psql_app -c "INSERT INTO users (username, username_key, username_skeleton, email, password_hash)
+        SELECT 'ALICE', username_key, 'x', 'a2@x.io', 'h' FROM users WHERE id = 1"
+    assert_failure
+    assert_output --partial users_username_key
+    run psql_app -c "INSERT INTO users (username, username_key, username_skeleton, email, password_hash)
+        SELECT 'xyz', 'xyz', username_skeleton, 'a3@x.io', 'h' FROM users WHERE id = 2"
+    assert_failure
+    assert_output --partial users_username_skeleton_key
+    # and no row can go without them
+    run psql_app -c "INSERT INTO users (username, email, password_hash) VALUES ('later', 'l@x.io', 'h')"
+    assert_failure
+    assert_output --partial username_key
+    # a second run changes nothing
+    run migrate
+    assert_success
+    assert_output 'migrate: up to date (4 migrations, 0 applied now)'
+}
+
+@test "003 stops on existing names that would collide, naming them, changes nothing, and applies once they are renamed" {
+    cp "$REPO"/sql/002_*.sql "$MIG/"
+    run migrate
+    assert_success
+    # distinct under 001's lower(username), one name or look-alikes under 003's rules
+    psql_app -c "INSERT INTO users (username, email, password_hash) VALUES
+        ('admin', 'a1@x.io', 'h'), ('ａdmin', 'a2@x.io', 'h'), ('adm' || U&'\0456' || 'n', 'a3@x.io', 'h'),
+        ('bob', 'b@x.io', 'h')"
+    cp "$REPO"/sql/003_*.sql "$REPO"/sql/004_*.sql "$MIG/"
+    run migrate
+    assert_failure 1
+    assert_line 'migrate: users 1 (admin), 2 (ａdmin) are one name (NFKC_Casefold)'
+    assert_line "migrate: users 1 (admin), 2 (ａdmin), 3 (adm$(printf '\u0456')n) look alike (Unicode TR39 skeleton)"
+    assert_line --partial 'rename all but one of each'
+    assert_line 'migrate: 003_username_keys.sql rolled back; stopping'
+    refute_line --partial '004_token_generation.sql'
+    assert_equal "$(psql_app -c "SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations")" 1,2
+    assert_equal "$(psql_app -c "SELECT count(*) FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'username_key'")" 0
+    # renamed, they apply
+    psql_app -c "UPDATE users SET username = 'admin_two' WHERE id = 2" -c "UPDATE users SET username = 'carol' WHERE id = 3"
+    run migrate
+    assert_success
+    assert_line 'migrate: 4 user names keyed'
+    assert_equal "$(psql_app -c "SELECT string_agg(username_key, ',' ORDER BY id) FROM users")" 'admin,admin_two,carol,bob'
+}

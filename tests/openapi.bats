@@ -23,8 +23,10 @@ SPEC=$REPO/www/openapi.json
 setup_file() {
     start_redis
     start_pg
-    # oa: a queue no runner consumes; two tasks at once for a user (the 429)
-    start_gateway GW_PROCS=2 TASK_QUEUES=celery,oa TASK_USER_ACTIVE=2
+    # oa: a queue no runner consumes; two tasks at once for a user (the
+    # 429); registrations from 127.0.0.3 reach the limit (the suite's own,
+    # from 127.0.0.1, stay under it)
+    start_gateway GW_PROCS=2 TASK_QUEUES=celery,oa TASK_USER_ACTIVE=2 REGISTER_PER_ADDR=30
     start_runner -c 2
     export SEEN=$BATS_FILE_TMPDIR/seen
     : >"$SEEN"
@@ -191,9 +193,10 @@ print(re.sub(r"\{([^}/]+)\}", lambda m: ex[m.group(1)], t))' "$SPEC" "$1"
     check 400 POST /api/token/revoke /api/token/revoke --data-binary ''
     retry 50 0.1 eval 'AUTH="Authorization: Bearer $TOKEN" api GET /api/users/me; [ "$status" = 401 ]'
     AUTH="Authorization: Bearer $TOKEN" check 401 GET /api/users/me /api/users/me
-    # over LOGIN_PER_USER (10) attempts for one name in a window: 429
+    # past LOGIN_FREE_FAILURES (5) failures for one name from one address
+    # the next attempt waits: 429
     local i
-    for i in $(seq 1 10); do
+    for i in $(seq 1 6); do
         api POST /api/token -d grant_type=password -d username=flood -d password=wrong-password
     done
     check 429 POST /api/token /api/token -d grant_type=password -d username=flood -d password=wrong-password
@@ -207,6 +210,8 @@ print(re.sub(r"\{([^}/]+)\}", lambda m: ex[m.group(1)], t))' "$SPEC" "$1"
     json_check 201 POST /api/users /api/users '{"username":"bob_oa","email":"bob@example.com","password":"password-b"}'
     bob=$(jget "$body" 'j["id"]')
     json_check 409 POST /api/users /api/users '{"username":"ALICE_oa","email":"x@example.com","password":"password-x"}'
+    json_check 409 POST /api/users /api/users '{"username":"\u0430lice_oa","email":"x@example.com","password":"password-x"}'
+    assert_equal "$body" '{"detail":"Username too similar to a registered one"}'
     json_check 422 POST /api/users /api/users '{"username":"al","email":"y@example.com","password":"password-y"}'
     json_check 422 POST /api/users /api/users '{"email":"y@example.com"}'
     json_check 422 POST /api/users /api/users '{"username":"x'
@@ -221,7 +226,10 @@ print(re.sub(r"\{([^}/]+)\}", lambda m: ex[m.group(1)], t))' "$SPEC" "$1"
     AUTH="Authorization: Bearer $ta" check 200 GET /api/users/me /api/users/me
     assert_equal "$(jget "$body" 'j["phone"]')" +15551234567
     AUTH="Authorization: Bearer $tb" check 200 GET /api/users/{id} "/api/users/$alice"
+    assert_equal "$(jget "$body" 'list(j)')" '["id","username","full_name","created_at"]'
     AUTH="Authorization: Bearer $tb" check 200 GET /api/users/{id} "/api/users/$alice"
+    check 200 GET /api/users/{id} "/api/users/$alice"
+    assert_equal "$(jget "$body" '"email" in j')" true
     check 404 GET /api/users/{id} /api/users/999999
     check 422 GET /api/users/{id} /api/users/abc
     check 422 GET /api/users/{id} /api/users/0
@@ -233,9 +241,33 @@ print(re.sub(r"\{([^}/]+)\}", lambda m: ex[m.group(1)], t))' "$SPEC" "$1"
     AUTH="Authorization: Bearer $ta" json_check 200 PATCH /api/users/{id} "/api/users/$alice" '{"full_name":"Alice A."}'
     AUTH="Authorization: Bearer $ta" json_check 403 PATCH /api/users/{id} "/api/users/$bob" '{"full_name":"B"}'
     AUTH="Authorization: Bearer $ta" json_check 409 PATCH /api/users/me /api/users/me '{"username":"Bob_OA"}'
-    AUTH="Authorization: Bearer $ta" json_check 409 PATCH /api/users/{id} "/api/users/$alice" '{"email":"BOB@example.com"}'
+    AUTH="Authorization: Bearer $ta" json_check 409 PATCH /api/users/{id} "/api/users/$alice" '{"email":"BOB@example.com","current_password":"password-a"}'
     AUTH="Authorization: Bearer $ta" json_check 422 PATCH /api/users/me /api/users/me '{"phone":"12"}'
     AUTH="Authorization: Bearer $ta" json_check 422 PATCH /api/users/{id} /api/users/-1 '{}'
+    # password changes: current_password missing (422), wrong (403) until
+    # the wait (429); right, from another address, 200
+    AUTH="Authorization: Bearer $ta" json_check 422 PATCH /api/users/me /api/users/me '{"password":"password-a2"}'
+    for i in 1 2 3 4 5 6; do
+        AUTH="Authorization: Bearer $ta" json_check 403 PATCH /api/users/me /api/users/me \
+            '{"password":"password-a2","current_password":"wrong-one"}'
+    done
+    # the sixth made the next wait 1 s; one more wrong after it: 2 s
+    retry 30 0.1 eval 'AUTH="Authorization: Bearer $ta" api PATCH /api/users/me -H "Content-Type: application/json" \
+        --data-binary "{\"password\":\"password-a2\",\"current_password\":\"wrong-one\"}"; [ "$status" = 403 ]'
+    AUTH="Authorization: Bearer $ta" json_check 429 PATCH /api/users/me /api/users/me \
+        '{"password":"password-a2","current_password":"password-a"}'
+    AUTH="Authorization: Bearer $ta" json_check 429 PATCH /api/users/{id} "/api/users/$alice" \
+        '{"email":"alice2@example.com","current_password":"password-a"}'
+    AUTH="Authorization: Bearer $ta" json_check 200 PATCH /api/users/me /api/users/me \
+        '{"password":"password-a2","current_password":"password-a"}' --interface 127.0.0.2
+    AUTH="Authorization: Bearer $ta" json_check 200 PATCH /api/users/{id} "/api/users/$alice" \
+        '{"email":"alice2@example.com","current_password":"password-a2"}' --interface 127.0.0.2
+    # registrations from one address: the limit
+    for i in $(seq 1 30); do
+        api POST /api/users -H 'Content-Type: application/json' --data-binary '{}' --interface 127.0.0.3
+    done
+    json_check 429 POST /api/users /api/users '{"username":"late_oa","email":"late@example.com","password":"password-l"}' \
+        --interface 127.0.0.3
     json_check 404 PATCH /api/users/{id} /api/users/999999 '{"full_name":"nobody"}'
     AUTH="Authorization: Bearer $ta" check 403 DELETE /api/users/{id} "/api/users/$bob"
     check 422 DELETE /api/users/{id} /api/users/1e3
@@ -247,13 +279,17 @@ print(re.sub(r"\{([^}/]+)\}", lambda m: ex[m.group(1)], t))' "$SPEC" "$1"
     check 422 GET /api/users '/api/users?limit=0'
     AUTH="Authorization: Bearer $ta" check 403 GET /api/users /api/users
 
-    # deletes: another's (admin), one's own; then gone
+    # deletes: another's (admin), one's own; then gone, and its tokens too
     check 204 DELETE /api/users/{id} "/api/users/$bob"
     check 404 DELETE /api/users/{id} "/api/users/$bob"
     AUTH="Authorization: Bearer $ta" check 204 DELETE /api/users/me /api/users/me
-    AUTH="Authorization: Bearer $ta" check 404 GET /api/users/me /api/users/me
-    AUTH="Authorization: Bearer $ta" json_check 404 PATCH /api/users/me /api/users/me '{"full_name":"x"}'
-    AUTH="Authorization: Bearer $ta" check 404 DELETE /api/users/me /api/users/me
+    retry 30 0.1 eval 'AUTH="Authorization: Bearer $ta" api GET /api/users/me; [ "$status" = 401 ]'
+    AUTH="Authorization: Bearer $ta" check 401 GET /api/users/me /api/users/me
+    # a token whose account is gone (an operator's for an id nobody has)
+    local gone="Authorization: Bearer $(token 424243)"
+    AUTH=$gone check 404 GET /api/users/me /api/users/me
+    AUTH=$gone json_check 404 PATCH /api/users/me /api/users/me '{"full_name":"x"}'
+    AUTH=$gone check 404 DELETE /api/users/me /api/users/me
 }
 
 @test "tasks and queues: every operation, its successes and documented errors" {

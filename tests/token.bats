@@ -9,7 +9,8 @@ load pg
 setup_file() {
     start_redis
     start_pg
-    start_gateway LOGIN_PER_USER=3 LOGIN_PER_ADDR=1000
+    # a short progressive delay: 3 free failures, then waits of 1 s, 2 s, 2 s ...
+    start_gateway LOGIN_FREE_FAILURES=3 LOGIN_DELAY_MAX=2 LOGIN_PER_ADDR=1000
     export BASE GW_STATE GW_PID
     curl -s -o /dev/null -X POST "$BASE/api/users" \
         -d '{"username":"alice","email":"alice@example.com","password":"wonderland"}'
@@ -27,8 +28,20 @@ setup() {
     rcli --scan --pattern 'login:*' | xargs -r redis-cli -s "$REDIS_SOCK" del >/dev/null
 }
 
-login() { # FORM: POST it as a form
-    http POST /api/token -H 'Content-Type: application/x-www-form-urlencoded' --data-raw "$1"
+login() { # FORM [curl args...]: POST it as a form
+    local form=$1
+    shift
+    http POST /api/token -H 'Content-Type: application/x-www-form-urlencoded' --data-raw "$form" "$@"
+}
+
+# retry_after: the Retry-After of the last answer (empty if none)
+retry_after() { sed -n 's/^retry-after: \([0-9]*\)$/\1/p' <<<"$headers"; }
+
+# waits_out FORM [curl args...]: send FORM until it is not a 429 (the wait
+# is over); the answer is in status/body/headers
+waits_out() {
+    local f=$1 extra=("${@:2}")
+    retry 60 0.1 eval 'login "$f" "${extra[@]}"; [ "$status" != 429 ]'
 }
 
 # b64url_json PART: the JSON of a token part
@@ -89,17 +102,99 @@ part_json() {
     [[ $body == '{"error":"invalid_grant",'* ]]
 }
 
-@test "attempts per user name are limited: 429 with Retry-After, then the right password waits too" {
+@test "a name's failures from one address make it wait, doubling up to LOGIN_DELAY_MAX: 429 with Retry-After, the right password too" {
+    local i
     for i in 1 2 3; do
-        login 'grant_type=password&username=alice&password=guess'
+        login "grant_type=password&username=alice&password=guess$i"
         assert_equal "$status" 400
+    done
+    # the fourth failure is past the free ones: the next attempt waits 1 s
+    login 'grant_type=password&username=alice&password=guess4'
+    assert_equal "$status" 400
+    login 'grant_type=password&username=alice&password=wonderland'
+    assert_equal "$status" 429
+    assert_equal "$body" '{"detail":"Too many login attempts, try again later"}'
+    assert_equal "$(retry_after)" 1
+    [[ $body != *access_token* ]]
+    # after the wait one more try; failed, it doubles the wait
+    waits_out 'grant_type=password&username=alice&password=guess5'
+    assert_equal "$status" 400
+    login 'grant_type=password&username=alice&password=wonderland'
+    assert_equal "$status" 429
+    assert_equal "$(retry_after)" 2
+    # ... up to LOGIN_DELAY_MAX (2 s here)
+    waits_out 'grant_type=password&username=alice&password=guess6'
+    assert_equal "$status" 400
+    login 'grant_type=password&username=alice&password=wonderland'
+    assert_equal "$(retry_after)" 2
+    # the right password after the wait: a token, and the pair starts over
+    waits_out 'grant_type=password&username=alice&password=wonderland'
+    assert_equal "$status" 200
+    for i in 1 2 3 4; do
+        login "grant_type=password&username=alice&password=again$i"
+        assert_equal "$i:$status" "$i:400"
     done
     login 'grant_type=password&username=alice&password=wonderland'
     assert_equal "$status" 429
-    [[ $headers == *"retry-after: "* ]]
-    # another user name is not held up
+}
+
+@test "failures from another address never lock a user out: 11 wrong passwords from 127.0.0.1, alice logs in from 127.0.0.2" {
+    local i
+    for i in $(seq 1 11); do
+        login "grant_type=password&username=alice&password=guess$i"
+    done
+    # one more failure once the current wait is over: 127.0.0.1 now waits 2 s
+    waits_out 'grant_type=password&username=alice&password=guess12'
+    assert_equal "$status" 400
+    login 'grant_type=password&username=alice&password=wonderland' --interface 127.0.0.2
+    assert_equal "$status" 200
+    [[ $body == *access_token* ]]
+    # the address that guessed still waits, the right password included
+    login 'grant_type=password&username=alice&password=wonderland'
+    assert_equal "$status" 429
+    # another name from the guessing address is not held up either
     login 'grant_type=password&username=bob&password=guess'
     assert_equal "$status" 400
+}
+
+@test "one address trying many names: 429 with Retry-After once over LOGIN_PER_ADDR in LOGIN_WINDOW; other addresses log in" {
+    local main_base=$BASE main_pid=$GW_PID main_state=$GW_STATE i
+    start_gateway GW_PROCS=1 LOGIN_PER_ADDR=8 LOGIN_WINDOW=30
+    for i in $(seq 1 8); do
+        login "grant_type=password&username=spray$i&password=guess" --interface 127.0.0.3
+        assert_equal "$i:$status" "$i:400"
+    done
+    login 'grant_type=password&username=spray9&password=guess' --interface 127.0.0.3
+    assert_equal "$status" 429
+    assert_equal "$body" '{"detail":"Too many login attempts, try again later"}'
+    local ra
+    ra=$(retry_after)
+    [ -n "$ra" ] || fail "no Retry-After: $headers"
+    [ "$ra" -ge 1 ] || fail "Retry-After: $ra"
+    [ "$ra" -le 30 ] || fail "Retry-After: $ra"
+    # any name, the right password included, from that address
+    login 'grant_type=password&username=alice&password=wonderland' --interface 127.0.0.3
+    assert_equal "$status" 429
+    login 'grant_type=password&username=alice&password=wonderland'
+    assert_equal "$status" 200
+    stop_gateway
+    BASE=$main_base GW_PID=$main_pid GW_STATE=$main_state
+}
+
+@test "names are compared normalised: ALICE and a fullwidth ａｌｉｃｅ are alice, and share her waits" {
+    login 'grant_type=password&username=ALICE&password=wonderland'
+    assert_equal "$status" 200
+    login "grant_type=password&username=$(printf '%s' 'ａｌｉｃｅ' | "$PY" -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.stdin.read()))')&password=wonderland"
+    assert_equal "$status" 200
+    # a Cyrillic а is another name: nobody's
+    login "grant_type=password&username=%D0%B0lice&password=wonderland"
+    assert_equal "$status" 400
+    local i
+    for i in 1 2 3 4; do
+        login "grant_type=password&username=Alice&password=guess$i"
+    done
+    login 'grant_type=password&username=ALICE&password=wonderland'
+    assert_equal "$status" 429
 }
 
 @test "Redis or PostgreSQL down: 503, never a token" {

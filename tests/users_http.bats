@@ -17,7 +17,9 @@ export PYTHONIOENCODING=utf-8 PGCLIENTENCODING=UTF8
 setup_file() {
     start_redis
     start_pg
-    start_gateway GW_PROCS=2
+    # every test registers and logs in from 127.0.0.1: the per-address
+    # limits high (they have tests of their own)
+    start_gateway GW_PROCS=2 REGISTER_PER_ADDR=1000000 LOGIN_PER_ADDR=1000000
 }
 
 teardown_file() {
@@ -73,9 +75,11 @@ print(json.dumps(dict(zip(a[::2], a[1::2])), ensure_ascii=False))' "$@"
 # id_of JSON: the "id" a user answer starts with (empty if none)
 id_of() { if [[ $1 =~ ^\{\"id\":([0-9]+), ]]; then echo "${BASH_REMATCH[1]}"; fi; }
 
-# post BODY: POST /api/users; sets ID (and status/body/headers)
+# post BODY [curl args...]: POST /api/users; sets ID (and status/body/headers)
 post() {
-    api POST /api/users -H 'Content-Type: application/json' --data-binary "$1"
+    local b=$1
+    shift
+    api POST /api/users -H 'Content-Type: application/json' --data-binary "$b" "$@"
     ID=$(id_of "$body")
 }
 
@@ -357,6 +361,58 @@ user_count() { sql 'SELECT count(*) FROM users'; }
     assert_line --regexp '^ *11 409$'
     assert_equal "${#lines[@]}" 2
     assert_equal "$(sql "SELECT count(*) FROM users WHERE username = 'race_$N'")" 1
+}
+
+# ---------------------------------------------------------------- look-alike names
+
+@test "look-alike names are refused: admіn (Cyrillic і) and ａdmin (fullwidth) beside admin, 409; distinct names register" {
+    post "$(obj username admin email "admin_$N@example.com" password abcdefgh)"
+    assert_equal "$status" 201
+    local admin_id=$ID
+    # the same name once normalised (NFKC, then case-folded)
+    local u
+    for u in ADMIN Admin "$(printf '\uff41dmin')" "$(printf '\uff21\uff24\uff2d\uff29\uff2e')"; do
+        post "$(obj username "$u" email "same_${N}_$RANDOM@example.com" password abcdefgh)"
+        echo "username: $u"
+        assert_equal "$status" 409
+        assert_equal "$body" '{"detail":"Username already registered"}'
+    done
+    # another name that looks the same (Unicode TR39 skeleton)
+    for u in "$(printf 'adm\u0456n')" "$(printf '\u0430dmin')" adrnin "$(printf 'ADM\u0406N')"; do
+        post "$(obj username "$u" email "like_${N}_$RANDOM@example.com" password abcdefgh)"
+        echo "username: $u"
+        assert_equal "$status" 409
+        assert_equal "$body" '{"detail":"Username too similar to a registered one"}'
+    done
+    # a name with characters that vanish when normalised (soft hyphen,
+    # zero-width joiner, a variation selector): 422
+    for u in "$(printf 'ad\u00admin')" "$(printf 'adm\u200din')" "$(printf 'admin\ufe0f')"; do
+        post "$(obj username "$u" email "inv_${N}_$RANDOM@example.com" password abcdefgh)"
+        echo "username: $u"
+        assert_422 '["body","username"]' string_pattern_mismatch
+    done
+    assert_equal "$(sql "SELECT count(*) FROM users WHERE email LIKE '%\_${N}\_%@example.com'")" 0
+    # ordinary distinct names still register, near ones included
+    for u in admins administrator adm1 bob_adm carol "$(printf '\u0430\u0434\u043c\u0438\u043d')"; do
+        post "$(obj username "${u}" email "ok_${N}_$RANDOM@example.com" password abcdefgh)"
+        echo "username: $u"
+        assert_equal "$status" 201
+    done
+    # the name is stored as given; its key and skeleton beside it
+    assert_equal "$(sql "SELECT username || ' ' || username_key FROM users WHERE id = $admin_id")" 'admin admin'
+    # a rename to a look-alike is refused too, and changes nothing
+    new_user r
+    patch "$ID" "$(obj username "$(printf 'adm\u0456n')")"
+    assert_equal "$status" 409
+    assert_equal "$body" '{"detail":"Username too similar to a registered one"}'
+    patch "$ID" "$(obj username "$(printf '\uff41dmin')")"
+    assert_equal "$status" 409
+    assert_equal "$body" '{"detail":"Username already registered"}'
+    assert_equal "$(sql "SELECT username FROM users WHERE id = $ID")" "$NAME"
+    # and one's own name in another form is one's own: 200
+    patch "$admin_id" "$(obj username "$(printf '\uff41DMIN')")"
+    assert_equal "$status" 200
+    assert_equal "$(sql "SELECT username_key FROM users WHERE id = $admin_id")" admin
 }
 
 # ---------------------------------------------------------------- validation
@@ -770,9 +826,11 @@ for s in ["a b", "a\tb", "a\nb", " ab", "ab ", "a\u00a0b", "a\u1680b", "a\u2000b
     # combining marks are characters of their own: e + U+0301 is 2 of them
     assert_equal "$(sql "SELECT char_length(username) FROM users WHERE username = '${names[5]}'")" \
         "$((7 + ${#N}))"
-    # the precomposed é is another name than e + U+0301 (stored as given)
+    # stored as given, but compared normalised (NFKC, case-folded): the
+    # precomposed é is the same name as e + U+0301
     post "$(obj username "$("$PY" -c 'print("\u00e9a\u0308\u0645\u0651")')_$N" email "pre_$N@example.com" password abcdefgh)"
-    assert_equal "$status" 201
+    assert_equal "$status" 409
+    assert_equal "$body" '{"detail":"Username already registered"}'
 }
 
 # ---------------------------------------------------------------- list
@@ -1117,9 +1175,9 @@ as() { local t=$1; shift; NOAUTH=1 api "$@" -H "Authorization: Bearer $t"; }
     as "$TOKEN" DELETE /api/users/me
     assert_equal "$status" 204
     assert_equal "$(sql "SELECT count(*) FROM users WHERE id = $id")" 0
-    # the token outlives the account (until it expires): /me is gone
-    as "$TOKEN" GET /api/users/me
-    assert_404
+    # the account's tokens go with it, at the gateway within REVOKE_SYNC_MS
+    retry 30 0.1 eval 'as "$TOKEN" GET /api/users/me; [ "$status" = 401 ]'
+    assert_equal "$body" '{"detail":"Token revoked"}'
 }
 
 @test "without a token: registration works, everything else is 401 with WWW-Authenticate: Bearer" {
@@ -1141,18 +1199,31 @@ as() { local t=$1; shift; NOAUTH=1 api "$@" -H "Authorization: Bearer $t"; }
     assert_equal "$(sql "SELECT count(*) FROM users WHERE id = $id")" 1
 }
 
-@test "another user's account: readable without the phone; PATCH and DELETE are 403 and change nothing" {
+@test "another user's account: only id, username, full_name and created_at; PATCH and DELETE are 403 and change nothing" {
     new_user owner '"phone":"+14155550102","full_name":"Owner"'
-    local victim=$ID
+    local victim=$ID owner=$USER
     new_user other
     login "$NAME" "pw-$NAME-secret"
     as "$TOKEN" GET "/api/users/$victim"
     assert_equal "$status" 200
-    assert_equal "$(jget "$body" '[j["id"], "phone" in j, j["full_name"]]')" "[$victim,false,\"Owner\"]"
+    assert_equal "$(jget "$body" 'list(j)')" '["id","username","full_name","created_at"]'
+    assert_equal "$body" "$(jget "$owner" 'json.dumps({k: j[k] for k in ("id", "username", "full_name", "created_at")}, separators=(",", ":"), ensure_ascii=False)')"
     # a cached copy is rendered per caller too
     as "$TOKEN" GET "/api/users/$victim"
     has_header 'x-cache: hit'
-    assert_equal "$(jget "$body" '"phone" in j')" false
+    assert_equal "$(jget "$body" 'list(j)')" '["id","username","full_name","created_at"]'
+    # walking the ids gives nobody's email away (the caller is victim + 1)
+    local id
+    for id in $((victim - 2)) $((victim - 1)) "$victim"; do
+        as "$TOKEN" GET "/api/users/$id"
+        [[ $body != *'@example.com'* ]] || fail "an email in $body"
+    done
+    # the owner sees all of it, phone included
+    login "u${N}_owner" "pw-u${N}_owner-secret"
+    as "$TOKEN" GET "/api/users/$victim"
+    assert_user
+    assert_equal "$(jget "$body" 'j["phone"]')" '+14155550102'
+    login "u${N}_other" "pw-u${N}_other-secret"
     local before
     before=$(sql "SELECT version, full_name, phone FROM users WHERE id = $victim")
     as "$TOKEN" PATCH "/api/users/$victim" -H 'Content-Type: application/json' \
@@ -1174,6 +1245,7 @@ as() { local t=$1; shift; NOAUTH=1 api "$@" -H "Authorization: Bearer $t"; }
     local admin
     admin=$(token 999999 admin)
     as "$admin" GET "/api/users/$id"
+    assert_user
     assert_equal "$(jget "$body" 'j["phone"]')" '+14155550103'
     as "$admin" GET "/api/users?after=$((id - 1))&limit=1"
     assert_equal "$(jget "$body" '[j["items"][0]["id"], j["items"][0]["phone"]]')" "[$id,\"+14155550103\"]"
@@ -1205,11 +1277,276 @@ print(f.decrypt(sys.argv[2].encode()).decode())' "$keys" "$stored"
     assert_output --partial users_phone_encrypted
 }
 
+# ---------------------------------------------------------------- password and email changes
+
+# me_patch TOKEN BODY [curl args...]: PATCH /api/users/me with that token only
+me_patch() {
+    local t=$1 b=$2
+    shift 2
+    as "$t" PATCH /api/users/me -H 'Content-Type: application/json' --data-binary "$b" "$@"
+}
+
+# claim TOKEN NAME: a claim of the token's payload
+claim() {
+    "$PY" -c 'import base64, json, sys
+p = sys.argv[1].split(".")[1]
+print(json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))[sys.argv[2]])' "$1" "$2"
+}
+
+# revoked TOKEN: the gateway refuses it as revoked, within REVOKE_SYNC_MS
+revoked() {
+    retry 30 0.1 eval "as '$1' GET /api/users/me; [ \"\$status\" = 401 ]"
+    assert_equal "$status" 401
+    assert_equal "$body" '{"detail":"Token revoked"}'
+}
+
+# works TOKEN: the gateway lets it through (GET /api/users/me is 200)
+works() {
+    as "$1" GET /api/users/me
+    assert_equal "$status" 200
+}
+
+@test "changing one's password or email needs current_password: missing is a 422, wrong a 403, and nothing changes" {
+    new_user a
+    local pw="pw-$NAME-secret" hash
+    hash=$(sql "SELECT password_hash FROM users WHERE id = $ID")
+    login "$NAME" "$pw"
+    local t=$TOKEN
+    me_patch "$t" '{"password":"new password 1"}'
+    assert_422 '["body","current_password"]' missing 'Field required'
+    me_patch "$t" "$(obj email "moved_$N@example.com")"
+    assert_422 '["body","current_password"]' missing 'Field required'
+    me_patch "$t" "$(obj email "moved_$N@example.com" password 'new password 1' current_password 'not it at all')"
+    assert_equal "$status" 403
+    assert_equal "$body" '{"detail":"Current password is incorrect"}'
+    me_patch "$t" '{"password":"new password 1","current_password":12345678}'
+    assert_422 '["body","current_password"]' string_type
+    me_patch "$t" '{"password":"new password 1","current_password":null}'
+    assert_422 '["body","current_password"]' string_type
+    assert_equal "$(sql "SELECT password_hash FROM users WHERE id = $ID")" "$hash"
+    assert_equal "$(sql "SELECT email FROM users WHERE id = $ID")" "$EMAIL"
+    # the other fields need none; a right one given with them is fine, a wrong one is not
+    me_patch "$t" '{"full_name":"Free To Change"}'
+    assert_equal "$status" 200
+    me_patch "$t" "$(obj full_name 'With Proof' current_password "$pw")"
+    assert_equal "$status" 200
+    me_patch "$t" "$(obj full_name 'Bad Proof' current_password 'wrong')"
+    assert_equal "$status" 403
+    assert_equal "$(sql "SELECT full_name FROM users WHERE id = $ID")" 'With Proof'
+    # registration has no such field
+    post "$(obj username "cp_$N" email "cp_$N@example.com" password abcdefgh current_password x)"
+    assert_422 '["body","current_password"]' extra_forbidden
+    # with it: the password changes; the new one logs in, the old one does not
+    me_patch "$t" "$(obj password 'new password 1' current_password "$pw")"
+    assert_equal "$status" 200
+    assert_no_secret
+    [[ $body != *'current_password'* ]]
+    login "$NAME" 'new password 1'
+    login "$NAME" "$pw" || true
+    assert_equal "$status" 400
+    # and the email, with the new password as the current one
+    me_patch "$t" "$(obj email "moved_$N@example.com" current_password 'new password 1')"
+    assert_equal "$status" 200
+    assert_equal "$(jget "$body" 'j["email"]')" "moved_$N@example.com"
+}
+
+@test "guessing current_password is throttled as logins are: per (name, address), 429 with Retry-After; other addresses are not held up" {
+    new_user b
+    local pw="pw-$NAME-secret" i
+    login "$NAME" "$pw"
+    local t=$TOKEN
+    # LOGIN_FREE_FAILURES (5) free failures, then the sixth makes the next wait 1 s
+    for i in 1 2 3 4 5 6; do
+        me_patch "$t" "$(obj password 'new password 2' current_password "guess $i")"
+        assert_equal "$i:$status" "$i:403"
+    done
+    me_patch "$t" "$(obj password 'new password 2' current_password "$pw")"
+    assert_equal "$status" 429
+    assert_equal "$body" '{"detail":"Too many password attempts, try again later"}'
+    has_header 'retry-after: 1'
+    # once it is over, one more wrong guess: 2 s
+    retry 30 0.1 eval 'me_patch "$t" "$(obj password "new password 2" current_password "guess 7")"; [ "$status" = 403 ]'
+    me_patch "$t" "$(obj password 'new password 2' current_password "$pw")"
+    assert_equal "$status" 429
+    has_header 'retry-after: 2'
+    # the same count as the name's logins from this address
+    login "$NAME" "$pw" || true
+    assert_equal "$status" 429
+    # from another address the right password goes through at once
+    me_patch "$t" "$(obj password 'new password 2' current_password "$pw")" --interface 127.0.0.2
+    assert_equal "$status" 200
+    assert_equal "$(crypt_ok 'new password 2' "$(sql "SELECT password_hash FROM users WHERE id = $ID")")" True
+}
+
+@test "a password change revokes the user's other tokens within REVOKE_SYNC_MS; the token that made it, and new ones, work" {
+    new_user c
+    local me=$ID pw="pw-$NAME-secret"
+    login "$NAME" "$pw"
+    local t1=$TOKEN
+    login "$NAME" "$pw"
+    local t2=$TOKEN ops
+    ops=$(token "$me" "" 600) # an operator's (bin/tokenctl: no generation)
+    new_user bystander
+    login "$NAME" "pw-$NAME-secret"
+    local other=$TOKEN
+    works "$t2"
+    works "$ops"
+    me_patch "$t1" "$(obj password 'changed password' current_password "$pw")"
+    assert_equal "$status" 200
+    revoked "$t2"
+    revoked "$ops"
+    works "$t1"
+    works "$other"
+    login "u${N}_c" 'changed password'
+    works "$TOKEN"
+    assert_equal "$(claim "$TOKEN" gen)" "$(($(claim "$t1" gen) + 1))"
+    assert_equal "$(sql "SELECT token_gen FROM users WHERE id = $me")" "$(claim "$TOKEN" gen)"
+}
+
+@test "an email change revokes the user's other tokens too; a full_name or username change does not" {
+    new_user d
+    local pw="pw-$NAME-secret"
+    login "$NAME" "$pw"
+    local t1=$TOKEN
+    login "$NAME" "$pw"
+    local t2=$TOKEN
+    me_patch "$t1" "$(obj full_name 'Just A Name' username "d_renamed_$N")"
+    assert_equal "$status" 200
+    sleep 1.2 # past REVOKE_SYNC_MS: still accepted
+    works "$t2"
+    me_patch "$t1" "$(obj email "d_moved_$N@example.com" current_password "$pw")"
+    assert_equal "$status" 200
+    revoked "$t2"
+    works "$t1"
+}
+
+@test "a token issued in the same second as the change, just after it, works; one issued just before it is revoked (no 1 s edge)" {
+    new_user e
+    local pw="pw-$NAME-secret" next before after try
+    login "$NAME" "$pw"
+    local changer=$TOKEN
+    for try in $(seq 1 20); do
+        login "$NAME" "$pw"
+        before=$TOKEN
+        next="password $try of $N"
+        me_patch "$changer" "$(obj password "$next" current_password "$pw")"
+        assert_equal "$status" 200
+        pw=$next
+        login "$NAME" "$pw"
+        after=$TOKEN
+        [ "$(claim "$before" iat)" != "$(claim "$after" iat)" ] || break
+    done
+    echo "one second: try $try, iat $(claim "$before" iat) and $(claim "$after" iat)"
+    assert_equal "$(claim "$before" iat)" "$(claim "$after" iat)"
+    revoked "$before"
+    works "$after"
+    works "$changer"
+}
+
+@test "an admin changes another's password or email without current_password and revokes all of that user's tokens; on one's own account an admin needs it" {
+    new_user f
+    local id=$ID pw="pw-$NAME-secret"
+    login "$NAME" "$pw"
+    local t=$TOKEN admin
+    admin=$(token 999999 admin)
+    as "$admin" PATCH "/api/users/$id" -H 'Content-Type: application/json' \
+        --data-binary "$(obj email "f_moved_$N@example.com")"
+    assert_equal "$status" 200
+    revoked "$t"
+    as "$admin" GET "/api/users/$id" # the admin's own token is not touched
+    assert_equal "$status" 200
+    # the admin of its own account is its owner
+    sql "UPDATE users SET scopes = '{admin}' WHERE id = $id"
+    login "$NAME" "$pw"
+    local self_admin=$TOKEN
+    me_patch "$self_admin" '{"password":"admin set 1"}'
+    assert_422 '["body","current_password"]' missing
+    me_patch "$self_admin" "$(obj password 'admin set 1' current_password "$pw")"
+    assert_equal "$status" 200
+    works "$self_admin"
+}
+
+@test "deleting a user revokes its tokens, by an admin as by itself" {
+    new_user g
+    login "$NAME" "pw-$NAME-secret"
+    local t=$TOKEN
+    api DELETE "/api/users/$ID"
+    assert_equal "$status" 204
+    revoked "$t"
+    api GET '/api/users?limit=1' # the admin's token is not touched
+    assert_equal "$status" 200
+    # and by itself: the token that deletes goes too
+    new_user g2
+    login "$NAME" "pw-$NAME-secret"
+    as "$TOKEN" DELETE /api/users/me
+    assert_equal "$status" 204
+    revoked "$TOKEN"
+}
+
+@test "headers cannot speak for the authorizer: a client's Variable-AUTH_JTI, Auth-Jti or Variable-AUTH_SUB change nothing" {
+    new_user victim
+    local victim=$ID victim_user=$USER
+    new_user h
+    local pw="pw-$NAME-secret"
+    login "$NAME" "$pw"
+    local t1=$TOKEN
+    login "$NAME" "$pw"
+    local t2=$TOKEN
+    local j2
+    j2=$(claim "$t2" jti)
+    # the change made with t1 claims to be t2's, and the victim's
+    me_patch "$t1" "$(obj password 'forged headers' current_password "$pw")" \
+        -H "Variable-AUTH_JTI: $j2" -H "Auth-Jti: $j2" -H "Variable-AUTH_SUB: $victim" \
+        -H "Auth-Sub: $victim" -H 'Variable-AUTH_SCOPE: admin'
+    assert_equal "$status" 200
+    assert_equal "$(jget "$body" 'j["id"]')" "$ID"
+    revoked "$t2"
+    works "$t1"
+    api GET "/api/users/$victim"
+    assert_equal "$body" "$victim_user"
+}
+
 # ---------------------------------------------------------------- configuration, health
 
-@test "USER_CACHE_TTL=0: no cache and no X-Cache header; reads are still right" {
+# other_gateway VAR=value...: a second gateway on the same databases for one
+# test (teardown stops it and puts the file's back)
+other_gateway() {
     MAIN_BASE=$BASE MAIN_GW_PID=$GW_PID MAIN_GW_STATE=$GW_STATE
-    start_gateway GW_PROCS=1 USER_CACHE_TTL=0
+    start_gateway GW_PROCS=1 "$@"
+}
+
+@test "registrations are limited per client address: 429 with Retry-After and a detail, bad ones counted too; other addresses go on" {
+    other_gateway REGISTER_PER_ADDR=3 REGISTER_WINDOW=600
+    rcli del register:addr:127.0.0.1 register:addr:127.0.0.2 >/dev/null
+    post "$(obj username "rl1_$N" email "rl1_$N@example.com" password abcdefgh)"
+    assert_equal "$status" 201
+    post "$(obj username "rl2_$N" email "rl2_$N@example.com" password short)"
+    assert_equal "$status" 422
+    post "$(obj username "rl1_$N" email "rl3_$N@example.com" password abcdefgh)"
+    assert_equal "$status" 409
+    # the fourth from 127.0.0.1 in the window, however good
+    post "$(obj username "rl4_$N" email "rl4_$N@example.com" password abcdefgh)"
+    assert_equal "$status" 429
+    assert_equal "$body" '{"detail":"Too many registrations from this address, try again later"}'
+    local ra
+    ra=$(sed -n 's/^retry-after: \([0-9]*\)$/\1/p' <<<"$headers")
+    [ -n "$ra" ] || fail "no Retry-After in: $headers"
+    [ "$ra" -ge 1 ] || fail "Retry-After: $ra"
+    [ "$ra" -le 600 ] || fail "Retry-After: $ra"
+    assert_equal "$(sql "SELECT count(*) FROM users WHERE username = 'rl4_$N'")" 0
+    # without a token too (registration is public), and it stays refused
+    NOAUTH=1 post "$(obj username "rl5_$N" email "rl5_$N@example.com" password abcdefgh)"
+    assert_equal "$status" 429
+    # another address is another count
+    post "$(obj username "rl4_$N" email "rl4_$N@example.com" password abcdefgh)" --interface 127.0.0.2
+    assert_equal "$status" 201
+    # and the limit is on registrations only
+    api GET "/api/users/$ID"
+    assert_equal "$status" 200
+}
+
+@test "USER_CACHE_TTL=0: no cache and no X-Cache header; reads are still right" {
+    other_gateway USER_CACHE_TTL=0 REGISTER_PER_ADDR=1000000
     new_user a
     api GET "/api/users/$ID"
     assert_equal "$status" 200

@@ -12,8 +12,9 @@ setup() {
     start_redis
     start_pg
     # seed rows directly (the API's password hashing is slow by design)
-    psql_app -c "INSERT INTO users (username, email, password_hash)
-                 SELECT 'mem' || i, 'mem' || i || '@example.com', '\$y\$x'
+    # (their name keys are stand-ins, unique as the real ones would be)
+    psql_app -c "INSERT INTO users (username, username_key, username_skeleton, email, password_hash)
+                 SELECT 'mem' || i, 'mem' || i, 'mem' || i, 'mem' || i || '@example.com', '\$y\$x'
                  FROM generate_series(1, 200) i"
     # ASan's quarantine would hold freed memory on purpose: off, as in
     # route_memory.bats. USER_CACHE_TTL=1: entries expire during the run, so

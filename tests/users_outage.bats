@@ -10,8 +10,9 @@ load pg
 setup_file() {
     start_redis
     start_pg
-    # a short DB timeout so a stuck server is noticed within the test's patience
-    start_gateway DB_TIMEOUT_MS=700
+    # a short DB timeout so a stuck server is noticed within the test's
+    # patience; every test registers from 127.0.0.1
+    start_gateway DB_TIMEOUT_MS=700 REGISTER_PER_ADDR=1000000
     export BASE GW_STATE GW_PID
 }
 
@@ -151,6 +152,39 @@ code() {
     done
     [[ $headers == *"x-cache: hit"* ]]
     grep -q 'cache unavailable' "$GW_STATE/log/routes.log"
+}
+
+@test "Redis down with the cache off: a password or email change and a delete are refused (503) and change nothing; other fields change" {
+    local main_base=$BASE main_pid=$GW_PID main_state=$GW_STATE
+    start_gateway GW_PROCS=1 USER_CACHE_TTL=0 REGISTER_PER_ADDR=1000000
+    local name=nocache$RANDOM
+    id=$(new_user "$name")
+    hash=$(psql_app -c "SELECT password_hash || token_gen FROM users WHERE id = $id")
+    stop_redis
+    # an admin's change needs no current password: it reaches the revocation
+    http PATCH /api/users/$id -d '{"password":"another password"}'
+    assert_equal "$status" 503
+    assert_equal "$body" '{"detail":"Revocation unavailable, try again shortly"}'
+    [[ $headers == *"retry-after: 1"* ]]
+    http PATCH /api/users/$id -d '{"email":"elsewhere@example.com"}'
+    assert_equal "$status" 503
+    http DELETE /api/users/$id
+    assert_equal "$status" 503
+    assert_equal "$body" '{"detail":"Revocation unavailable, try again shortly"}'
+    assert_equal "$(psql_app -c "SELECT password_hash || token_gen FROM users WHERE id = $id")" "$hash"
+    assert_equal "$(psql_app -c "SELECT email FROM users WHERE id = $id")" "$name@example.com"
+    # the owner's own change cannot even check its current password
+    local own
+    own=$(token "$id")
+    NOAUTH=1 http PATCH /api/users/me -H "Authorization: Bearer $own" -d '{"password":"another password","current_password":"password1"}'
+    assert_equal "$status" 503
+    assert_equal "$body" '{"detail":"Password check unavailable, try again shortly"}'
+    # a change that revokes nothing needs no Redis with the cache off
+    http PATCH /api/users/$id -d '{"full_name":"Still Here"}'
+    assert_equal "$status" 200
+    redis_launch
+    stop_gateway
+    BASE=$main_base GW_PID=$main_pid GW_STATE=$main_state
 }
 
 @test "a write that fails after marking the cache leaves no stale entry" {

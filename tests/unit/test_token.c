@@ -84,6 +84,8 @@ int main(void)
     check_str(got.scope, "users admin");
     check_str(got.jti, c.jti);
     check_int(got.exp, NOW + 900);
+    check_int(got.gen, 0); /* none given, none signed */
+    check(strstr(t.data, "gen") == NULL, "no gen claim");
     check_int(verdict(&old, t.data, NOW), TOKEN_UNKNOWN_KEY); /* signed by k2 */
     check_int(verdict(&ks, t.data, NOW + 900), TOKEN_EXPIRED);
     check_int(verdict(&ks, t.data, NOW - 61), TOKEN_NOT_YET_VALID); /* iat in the future */
@@ -108,6 +110,15 @@ int main(void)
             fprintf(stderr, "  accepted at %zu\n", i);
         free(m);
     }
+
+    /* a generation is signed and read back */
+    struct buf tg = {0};
+    c.gen = 7;
+    check(token_sign(&ks, &c, &tg) == 0, "signs with gen");
+    check(token_verify(&ks, tg.data, NOW + 1, &got, &why) == 0, "verifies with gen");
+    check_int(got.gen, 7);
+    c.gen = 0;
+    buf_free(&tg);
 
     /* rotation: a token signed by the old key verifies while it is held */
     struct buf t_old = {0};
@@ -146,6 +157,13 @@ int main(void)
           KEY_A);
     check_int(verdict(&ks, f.data, NOW), TOKEN_NOT_YET_VALID);
     check_int(verdict(&ks, f.data, NOW + 100), TOKEN_OK);
+    /* the user's token generation: an integer >= 0, or none */
+    forge(&f, "{\"alg\":\"HS256\",\"kid\":\"k1\"}",
+          "{\"sub\":\"1\",\"scope\":\"\",\"jti\":\"j\",\"iat\":1,\"exp\":1800000900,\"gen\":\"7\"}", KEY_A);
+    check_int(verdict(&ks, f.data, NOW), TOKEN_BAD_CLAIMS);
+    forge(&f, "{\"alg\":\"HS256\",\"kid\":\"k1\"}",
+          "{\"sub\":\"1\",\"scope\":\"\",\"jti\":\"j\",\"iat\":1,\"exp\":1800000900,\"gen\":-1}", KEY_A);
+    check_int(verdict(&ks, f.data, NOW), TOKEN_BAD_CLAIMS);
     forge(&f, "{\"alg\":\"HS256\",\"kid\":\"k1\"}", "[1,2]", KEY_A);
     check_int(verdict(&ks, f.data, NOW), TOKEN_MALFORMED);
 
