@@ -137,7 +137,8 @@ install:
 	@scripts/deps build
 	@$(MAKE) --no-print-directory all
 	install -d $(DESTDIR)$(LIBDIR)/bin $(DESTDIR)$(LIBDIR)/cgi-bin $(DESTDIR)$(LIBDIR)/scripts \
-	    $(DESTDIR)$(LIBDIR)/deploy/lighttpd $(DESTDIR)$(SYSCONFDIR)/lighttpd/conf-available \
+	    $(DESTDIR)$(LIBDIR)/deploy/lighttpd $(DESTDIR)$(LIBDIR)/deploy/nftables \
+	    $(DESTDIR)$(SYSCONFDIR)/lighttpd/conf-available \
 	    $(DESTDIR)$(SYSTEMDDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(LIBDIR)/bin/
 	install -m 0755 $(ROUTES) $(DESTDIR)$(LIBDIR)/cgi-bin/
@@ -148,6 +149,7 @@ install:
 	    '$(LOCALSTATEDIR)' >$(DESTDIR)$(LIBDIR)/scripts/paths
 	install -m 0644 lighttpd.conf lighttpd-routes.conf prometheus.yml $(DESTDIR)$(LIBDIR)/
 	install -m 0644 deploy/lighttpd/api-common.conf $(DESTDIR)$(LIBDIR)/deploy/lighttpd/
+	install -m 0644 deploy/nftables/apistack-gateway.nft $(DESTDIR)$(LIBDIR)/deploy/nftables/
 	rm -rf $(DESTDIR)$(LIBDIR)/www $(DESTDIR)$(LIBDIR)/sql $(DESTDIR)$(LIBDIR)/cron
 	cp -R www sql cron $(DESTDIR)$(LIBDIR)/
 	for f in deploy/lighttpd/*.conf.in; do \
