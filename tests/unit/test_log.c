@@ -707,6 +707,9 @@ static void test_secrets(void)
          "Redis at redis://:***@127.0.0.1:6379/0: Connection refused; retrying"},
         {"postgresql://app:pa:ss@db.example/app?sslmode=require",
          "postgresql://app:***@db.example/app?sslmode=require"},
+        /* the unix form of REDIS_URL (redis-py's): an empty host */
+        {"Redis unix://:s3cret@/var/redis/redis.sock?db=0 down",
+         "Redis unix://:***@/var/redis/redis.sock?db=0 down"},
         /* the password may hold '@', '/', '#', ';': up to the last '@' */
         {"redis://:p@ss/w#rd;x@h:1/0 down", "redis://:***@h:1/0 down"},
         {"host=/run/pg user=app password=hunter2 dbname=app",
