@@ -89,7 +89,7 @@ services() {
     start_pg --bare
     reachable "$PG_DIR/run"
     chmod 0777 "$PG_DIR/run/.s.PGSQL.5432"
-    REDIS_TCP=redis://127.0.0.1:$REDIS_PORT/0
+    REDIS_TCP=$(redis_tcp_url 0)
 }
 
 # enable NAME: what lighty-enable-mod NAME does, in ROOT

@@ -145,7 +145,7 @@ runner_setup() {
     UNIT_ENV=()
     unit_cmd apistack-runner.service ExecStartPre
     env -i PATH="$PATH" "${UNIT_CMD[@]}"
-    set_setting REDIS_URL "redis://127.0.0.1:$REDIS_PORT/0"
+    set_setting REDIS_URL "$(redis_tcp_url 0)"
     set_setting RUNNER_ARGS '-c 2 -n systemd'
     unit_env apistack-runner.service
     unit_cmd apistack-runner.service ExecStart
