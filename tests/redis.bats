@@ -105,3 +105,26 @@ teardown() {
         assert_equal "$f: $output" "$f: 640"
     done
 }
+
+@test "an ACL user in the URL is sent as AUTH user password, by the routes' library and its event loop" {
+    start_redis
+    local pw=acl-$$-$RANDOM-secret
+    run -0 rcli acl setuser app on ">$pw" '~*' '&*' +@all
+    assert_output OK
+    REDIS_URL="unix://app:$pw@$REDIS_SOCK" run -1 taskctl status nope
+    assert_output "taskctl: no task nope"
+    REDIS_URL="redis://app:$pw@127.0.0.1:$REDIS_PORT/0" run -1 taskctl status nope
+    assert_output "taskctl: no task nope"
+    # the same password for the default user is wrong
+    REDIS_URL="unix://:$pw@$REDIS_SOCK" run -1 taskctl status nope
+    assert_output --partial "AUTH refused"
+    # the tasks route's pub/sub (lib/aserve.c) logs in as app too: a long
+    # poll is answered when the runner publishes the result
+    start_gateway GW_PROCS=1 GW_TLS_PORT=0 REDIS_URL="unix://app:$pw@$REDIS_SOCK"
+    REDIS_URL="unix://app:$pw@$REDIS_SOCK" start_runner -c 1
+    submit add '{"args":[2,3]}'
+    assert_equal "$status" 202
+    api GET "/api/tasks/$ID?wait=10"
+    assert_equal "$(jget "$body" 'j["result"]')" 5
+    queue_teardown
+}
