@@ -178,7 +178,7 @@ int main(int argc, char **argv)
         if (got < 0)
             fprintf(stderr, "migrate: %s\n", why);
         else
-            fprintf(stderr, "migrate: DATABASE_URL is not set (nor DATABASE_URL_FILE)\n");
+            fprintf(stderr, "migrate: DATABASE_URL is not set\n");
         free(dir);
         return 1;
     }

@@ -116,7 +116,9 @@ start_host_lighttpd() {
     rm "$SETTINGS.new"
     run -0 env DATABASE_URL="$DATABASE_URL" MIGRATIONS_DIR="$LIBDIR/sql" "$LIBDIR/bin/migrate"
 
-    setsid lighttpd -D -f "$conf" >"$ROOT/lighttpd.out" 2>&1 </dev/null &
+    # as systemd starts it: an environment of its own, not the test's
+    env -i PATH="$PATH" ASAN_OPTIONS="${ASAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" \
+        setsid lighttpd -D -f "$conf" >"$ROOT/lighttpd.out" 2>&1 </dev/null &
     LT_PID=$!
     BASE=http://127.0.0.1:$PORT
     if ! retry 100 0.1 answers "$BASE/api/hello/world" '{"message":"Hello, world!"}'; then
