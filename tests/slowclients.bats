@@ -1,8 +1,9 @@
 #!/usr/bin/env bats
 # Slow and abusive clients (doc/gateway-limits.md): lighttpd's own limits
 # (connections per process, the read-idle time) as lighttpd.conf sets them,
-# and the per-address cap lighttpd cannot do, deploy/nftables's ruleset,
-# loaded in a network namespace made here. The attacker is
+# and what lighttpd cannot do, in front of it: deploy/nftables's per-address
+# cap, loaded in a network namespace made here, and deploy/haproxy's
+# deadline for a whole request (with a per-address cap of its own). The attacker is
 # tests/slowloris.py: many connections from one address (127.0.0.2, loopback
 # has all of 127.0.0.0/8), each sending a request one header line, or one
 # body byte, at a time; the healthy client is curl from 127.0.0.1. Every
@@ -17,7 +18,13 @@ SLOWLORIS=$BATS_TEST_DIRNAME/slowloris.py
 teardown() {
     local rc=0
     [ -z "${SL_PID:-}" ] || { kill -TERM "$SL_PID" 2>/dev/null; wait "$SL_PID" 2>/dev/null; }
+    if [ -n "${HAPROXY_PID:-}" ]; then
+        kill -TERM "$HAPROXY_PID" 2>/dev/null
+        retry 100 0.05 gone "$HAPROXY_PID" || kill -KILL "$HAPROXY_PID" 2>/dev/null
+        wait "$HAPROXY_PID" 2>/dev/null || true
+    fi
     stop_route_gateway || rc=1
+    stop_redis
     hosts_down
     return "$rc"
 }
@@ -123,4 +130,46 @@ healthy_requests() {
     # the rule counted them
     run -0 in_ns "$ns" nft list chain inet apistack_gateway input
     assert_output --regexp 'ip saddr ct count over 64 \} counter packets 1936 '
+}
+
+@test "deploy/haproxy in front: a request must be whole within its deadline (408), however it trickles in; one address gets its cap; long polls and others are served" {
+    start_redis
+    start_gateway GW_WORKERS=0 GW_TLS_PORT=0 REDIS_URL="$REDIS_URL"
+    local gw=${BASE##*:} port out=$BATS_TEST_TMPDIR/attack mode
+    port=$(free_port)
+    # the file as shipped, a 2 s deadline for the test's sake (10s shipped)
+    APISTACK_BIND=127.0.0.1:$port APISTACK_GATEWAY=127.0.0.1:$gw APISTACK_REQUEST_TIMEOUT=2s \
+        APISTACK_MAX_CONNS=64 haproxy -db -f "$REPO/deploy/haproxy/apistack.cfg" \
+        >"$BATS_TEST_TMPDIR/haproxy.log" 2>&1 3>&- </dev/null &
+    HAPROXY_PID=$!
+    BASE=http://127.0.0.1:$port
+    retry 100 0.05 gateway_answers || { cat "$BATS_TEST_TMPDIR/haproxy.log" >&2; false; }
+
+    # one header line, or one body byte, a second: lighttpd alone (15 s of
+    # silence allowed) would keep them all; the proxy answers 408 at 2 s
+    for mode in headers body; do
+        attack 127.0.0.1 "$port" "$out" --conns 20 --interval 1 --duration 5 --mode "$mode"
+        run -0 attack_over "$out"
+        assert_equal "$mode: $(jget "$output" 'j["statuses"]')" "$mode: {\"408\":20}"
+        [ "$(jget "$output" 'int(j["longest_s"] <= 3.5)')" = 1 ] ||
+            fail "$mode: held for $(jget "$output" 'j["longest_s"]') s"
+    done
+
+    # 300 at once from one address: 64 get in (and their 408 at the
+    # deadline), the rest are turned away at once; another address is served
+    attack 127.0.0.1 "$port" "$out" --conns 300 --interval 1 --duration 4
+    run -0 healthy_requests "$BASE" 4
+    assert_equal "$(grep -c '^200$' <<<"$output")" 4
+    run -0 attack_over "$out"
+    assert_equal "$(jget "$output" 'j["answered"]')" 64
+    assert_equal "$(jget "$output" 'j["refused"] + j["closed"]')" 236
+
+    # the deadline is the request's: a long poll answers after its wait
+    submit add '{"args":[1,2]}'
+    assert_equal "$status" 202
+    SECONDS=0
+    api GET "/api/tasks/$ID?wait=3"
+    assert_equal "$status" 200
+    assert_equal "$(jget "$body" 'j["status"]')" PENDING
+    [ "$SECONDS" -ge 3 ]
 }
