@@ -145,7 +145,9 @@ install:
 	@scripts/deps build
 	@$(MAKE) --no-print-directory all
 	install -d $(DESTDIR)$(LIBDIR)/bin $(DESTDIR)$(LIBDIR)/cgi-bin $(DESTDIR)$(LIBDIR)/scripts \
-	    $(DESTDIR)$(LIBDIR)/deploy/lighttpd $(DESTDIR)$(SYSCONFDIR)/lighttpd/conf-available \
+	    $(DESTDIR)$(LIBDIR)/deploy/lighttpd $(DESTDIR)$(LIBDIR)/deploy/nftables \
+	    $(DESTDIR)$(LIBDIR)/deploy/haproxy \
+	    $(DESTDIR)$(SYSCONFDIR)/lighttpd/conf-available \
 	    $(DESTDIR)$(SYSTEMDDIR)
 	install -m 0755 $(BINS) $(DESTDIR)$(LIBDIR)/bin/
 	install -m 0755 $(ROUTES) $(DESTDIR)$(LIBDIR)/cgi-bin/
@@ -156,6 +158,8 @@ install:
 	    '$(LOCALSTATEDIR)' >$(DESTDIR)$(LIBDIR)/scripts/paths
 	install -m 0644 lighttpd.conf lighttpd-routes.conf prometheus.yml $(DESTDIR)$(LIBDIR)/
 	install -m 0644 deploy/lighttpd/api-common.conf $(DESTDIR)$(LIBDIR)/deploy/lighttpd/
+	install -m 0644 deploy/nftables/apistack-gateway.nft $(DESTDIR)$(LIBDIR)/deploy/nftables/
+	install -m 0644 deploy/haproxy/apistack.cfg $(DESTDIR)$(LIBDIR)/deploy/haproxy/
 	rm -rf $(DESTDIR)$(LIBDIR)/www $(DESTDIR)$(LIBDIR)/sql $(DESTDIR)$(LIBDIR)/cron
 	cp -R www sql cron $(DESTDIR)$(LIBDIR)/
 	for f in deploy/lighttpd/*.conf.in; do \

@@ -287,7 +287,9 @@ static void ps_connect(void)
     redisAsyncSetConnectCallback(PS.ac, ps_on_connect);
     redisAsyncSetDisconnectCallback(PS.ac, ps_on_disconnect);
     ps_add_write(NULL); /* the connect completes on the first write event */
-    if (PS.url.password != NULL)
+    if (PS.url.password != NULL && PS.url.user != NULL)
+        redisAsyncCommand(PS.ac, NULL, NULL, "AUTH %s %s", PS.url.user, PS.url.password);
+    else if (PS.url.password != NULL)
         redisAsyncCommand(PS.ac, NULL, NULL, "AUTH %s", PS.url.password);
     if (PS.down_logged)
         log_info("Redis pub/sub: reconnected");

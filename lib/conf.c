@@ -29,14 +29,80 @@ int conf_parse_long(const char *s, long min, long max, long *out)
     return 0;
 }
 
+#define CONF_FILE_MAX 65536
+
+/* The contents of path into *out (a new string), trailing CR/LF off. */
+static int read_value_file(const char *var, const char *path, char **out, char *err,
+                           size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: cannot read '%s': %s", var, path, strerror(errno));
+        return -1;
+    }
+    struct buf b = {0};
+    char chunk[4096];
+    size_t n;
+    int rc = 0;
+    while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+        if (b.len + n > CONF_FILE_MAX) {
+            snprintf(err, errlen, "%s: '%s' is over %d bytes", var, path, CONF_FILE_MAX);
+            rc = -1;
+            break;
+        }
+        buf_append(&b, chunk, n);
+    }
+    if (rc == 0 && ferror(f)) {
+        snprintf(err, errlen, "%s: cannot read '%s': %s", var, path, strerror(errno));
+        rc = -1;
+    }
+    fclose(f);
+    while (rc == 0 && b.len > 0 && (b.data[b.len - 1] == '\n' || b.data[b.len - 1] == '\r'))
+        b.len--;
+    if (rc == 0 && b.len == 0) {
+        snprintf(err, errlen, "%s: '%s' is empty", var, path);
+        rc = -1;
+    }
+    if (rc == 0 && (memchr(b.data, '\0', b.len) != NULL || memchr(b.data, '\n', b.len) != NULL ||
+                    memchr(b.data, '\r', b.len) != NULL)) {
+        snprintf(err, errlen, "%s: '%s' holds more than one line", var, path);
+        rc = -1;
+    }
+    if (rc == 0)
+        *out = xstrndup(b.data, b.len);
+    buf_free(&b);
+    return rc;
+}
+
+int conf_value(const char *name, char **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    const char *val = getenv(name);
+    if (val != NULL && *val != '\0') {
+        *out = xstrdup(val);
+        return 1;
+    }
+    char var[128];
+    if ((size_t)snprintf(var, sizeof(var), "%s_FILE", name) >= sizeof(var)) {
+        snprintf(err, errlen, "%.64s: name too long", name);
+        return -1;
+    }
+    const char *path = getenv(var);
+    if (path == NULL || *path == '\0')
+        return 0;
+    return read_value_file(var, path, out, err, errlen) == 0 ? 1 : -1;
+}
+
 static int load_one(const struct conf_entry *e, char *err, size_t errlen)
 {
-    const char *val = getenv(e->name);
-    if (val == NULL || *val == '\0')
-        val = e->def;
+    char *owned = NULL;
+    if (conf_value(e->name, &owned, err, errlen) < 0)
+        return -1;
+    int rc = -1;
+    const char *val = owned != NULL ? owned : e->def;
     if (val == NULL) {
         snprintf(err, errlen, "%s is required", e->name);
-        return -1;
+        goto out;
     }
     switch (e->type) {
     case CONF_STR:
@@ -44,23 +110,26 @@ static int load_one(const struct conf_entry *e, char *err, size_t errlen)
             char why[192];
             if (e->check(val, why, sizeof(why)) != 0) {
                 snprintf(err, errlen, "%s: %s", e->name, why);
-                return -1;
+                goto out;
             }
         }
         *(char **)e->ptr = xstrdup(val);
-        return 0;
+        rc = 0;
+        goto out;
     case CONF_INT:
         if (conf_parse_long(val, e->min, e->max, (long *)e->ptr) != 0) {
             snprintf(err, errlen, "%s: expected an integer in %ld..%ld, got '%.64s'", e->name,
                      e->min, e->max, val);
-            return -1;
+            goto out;
         }
-        return 0;
+        rc = 0;
+        goto out;
     case CONF_ENUM:
         for (int i = 0; e->choices[i] != NULL; i++) {
             if (strcasecmp(val, e->choices[i]) == 0) {
                 *(int *)e->ptr = i;
-                return 0;
+                rc = 0;
+                goto out;
             }
         }
         struct buf list = {0};
@@ -69,10 +138,12 @@ static int load_one(const struct conf_entry *e, char *err, size_t errlen)
         snprintf(err, errlen, "%s: expected one of %s, got '%.64s'", e->name,
                  list.data ? list.data : "", val);
         buf_free(&list);
-        return -1;
+        goto out;
     }
     snprintf(err, errlen, "%s: bad table entry", e->name);
-    return -1;
+out:
+    free(owned);
+    return rc;
 }
 
 int conf_load(const struct conf_entry *tab, size_t n, char *err, size_t errlen)

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "buf.h"
+
 #define MSG_MAX 4096 /* a message's bytes, with its NUL; longer ones are cut */
 #define REQUEST_ID_MAX 64
 
@@ -391,6 +393,19 @@ static void put_message(struct line *l, enum log_format f, const char *m, size_t
         i = sp[k].to;
     }
     put_escaped(l, f, m + i, n - i);
+}
+
+void log_mask(const char *s, size_t n, struct buf *out)
+{
+    struct span sp[MAX_SPANS];
+    size_t ns = find_secrets(s, n, sp);
+    size_t i = 0;
+    for (size_t k = 0; k < ns; k++) {
+        buf_append(out, s + i, sp[k].from - i);
+        buf_append(out, "***", 3);
+        i = sp[k].to;
+    }
+    buf_append(out, s + i, n - i);
 }
 
 static void write_all(const char *p, size_t n)

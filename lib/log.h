@@ -1,6 +1,8 @@
 #ifndef LOG_H
 #define LOG_H
 
+#include <stddef.h>
+
 /* One line per event on stderr. The default ("text") is the format of the
  * Python stack this replaces (logging's
  * "%(asctime)s - %(name)s - %(levelname)s - %(message)s", local time):
@@ -67,6 +69,13 @@ void log_set_request_id(const char *id);
 const char *log_request_id(void);
 
 void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+struct buf;
+/* Append s[0..n) to out with the secrets log_msg masks (the rules above)
+ * written as "***", and nothing else changed: no escaping, no time, level or
+ * newline added. For lines another program wrote: lighttpd's access log,
+ * through bin/logmask. */
+void log_mask(const char *s, size_t n, struct buf *out);
 
 #define log_debug(...) log_msg(LOG_LVL_DEBUG, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_LVL_INFO, __VA_ARGS__)

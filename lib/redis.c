@@ -11,9 +11,11 @@
 
 #include "clock.h"
 #include "conf.h"
+#include "buf.h"
 #include "log.h"
 #include "metrics.h"
 #include "mem.h"
+#include "url.h"
 
 #define BACKOFF_MIN 0.05
 #define BACKOFF_MAX 2.0
@@ -27,17 +29,50 @@ static int parse_db(const char *s, int *db)
     return 0;
 }
 
+/* user:password (percent-decoded) from the userinfo u[0..n) of a URL, as
+ * redis-py reads it; an empty user is none. Returns 0 or -1 (no ':', a bad
+ * escape, a NUL). */
+static int parse_userinfo(struct rds *r, const char *u, size_t n)
+{
+    const char *colon = memchr(u, ':', n);
+    if (colon == NULL)
+        return -1;
+    struct buf user = {0}, pass = {0};
+    int rc = 0;
+    if (url_decode(u, (size_t)(colon - u), 0, &user) != URL_OK ||
+        url_decode(colon + 1, n - (size_t)(colon - u) - 1, 0, &pass) != URL_OK)
+        rc = -1;
+    if (rc == 0 && user.len > 0)
+        r->user = xstrdup(user.data);
+    if (rc == 0)
+        r->password = xstrdup(pass.data != NULL ? pass.data : "");
+    if (user.data != NULL)
+        explicit_bzero(user.data, user.len);
+    if (pass.data != NULL)
+        explicit_bzero(pass.data, pass.len);
+    buf_free(&user);
+    buf_free(&pass);
+    return rc;
+}
+
 int rds_init(struct rds *r, const char *url, int timeout_ms, char *err, size_t errlen)
 {
     memset(r, 0, sizeof(*r));
     r->timeout_ms = timeout_ms;
     r->backoff = BACKOFF_MIN;
     if (strncmp(url, "unix://", 7) == 0) {
+        /* redis-py's form: the userinfo, if any, is everything before the
+         * path's first '/' and ends in '@' (a '/' in a password is %2F) */
         const char *p = url + 7;
-        const char *q = strchr(p, '?');
-        if (*p != '/')
+        const char *path = strchr(p, '/');
+        if (path == NULL)
             goto bad;
-        r->path = q ? xstrndup(p, (size_t)(q - p)) : xstrdup(p);
+        if (path != p) {
+            if (path[-1] != '@' || parse_userinfo(r, p, (size_t)(path - 1 - p)) != 0)
+                goto bad;
+        }
+        const char *q = strchr(path, '?');
+        r->path = q ? xstrndup(path, (size_t)(q - path)) : xstrdup(path);
         if (q != NULL) {
             if (strncmp(q + 1, "db=", 3) != 0 || parse_db(q + 4, &r->db) != 0)
                 goto bad;
@@ -49,10 +84,8 @@ int rds_init(struct rds *r, const char *url, int timeout_ms, char *err, size_t e
         const char *at = strrchr(p, '@');
         const char *slash = strchr(at ? at : p, '/');
         if (at != NULL) {
-            const char *colon = memchr(p, ':', (size_t)(at - p));
-            if (colon == NULL)
+            if (parse_userinfo(r, p, (size_t)(at - p)) != 0)
                 goto bad;
-            r->password = xstrndup(colon + 1, (size_t)(at - colon - 1));
             p = at + 1;
         }
         const char *end = slash ? slash : p + strlen(p);
@@ -78,7 +111,8 @@ int rds_init(struct rds *r, const char *url, int timeout_ms, char *err, size_t e
         return 0;
     }
 bad:
-    snprintf(err, errlen, "expected unix:///path[?db=N] or redis://[:password@]host[:port][/db]");
+    snprintf(err, errlen,
+             "expected unix://[[user]:password@]/path[?db=N] or redis://[[user]:password@]host[:port][/db]");
     rds_free(r);
     return -1;
 }
@@ -97,8 +131,11 @@ void rds_free(struct rds *r)
     rds_disconnect(r);
     free(r->path);
     free(r->host);
+    if (r->password != NULL)
+        explicit_bzero(r->password, strlen(r->password));
     free(r->password);
-    r->path = r->host = r->password = NULL;
+    free(r->user);
+    r->path = r->host = r->password = r->user = NULL;
 }
 
 void rds_disconnect(struct rds *r)
@@ -131,7 +168,8 @@ static int setup(struct rds *r)
 {
     redisReply *rep;
     if (r->password != NULL) {
-        rep = redisCommand(r->c, "AUTH %s", r->password);
+        rep = r->user != NULL ? redisCommand(r->c, "AUTH %s %s", r->user, r->password)
+                              : redisCommand(r->c, "AUTH %s", r->password);
         if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
             set_err(r, 0, rep ? "AUTH refused" : "connection lost during AUTH");
             freeReplyObject(rep);

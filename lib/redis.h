@@ -12,9 +12,13 @@
  * Nothing here ever stops retrying for good: a consumer that keeps calling
  * keeps consuming once Redis is back.
  *
- * REDIS_URL forms:  unix:///path/redis.sock[?db=N]
- *                   redis://[:password@]host[:port][/db]
- * The password, if any, is sent with AUTH on every (re)connect. */
+ * REDIS_URL forms (redis-py's; kombu and Celery take the second too):
+ *     unix://[[user]:password@]/path/redis.sock[?db=N]
+ *     redis://[[user]:password@]host[:port][/db]
+ * The user and password are percent-decoded (a '/' in a unix URL's password
+ * is %2F). The password, if any, is sent on every (re)connect: AUTH password
+ * (requirepass, Redis's default user), or AUTH user password (an ACL user)
+ * when a user is named. */
 
 #define RDS_ERR_MAX 256
 
@@ -24,7 +28,7 @@ struct rds {
     int reply_err; /* 1 if the last failure was an error reply, 0 if I/O */
 
     /* private */
-    char *path, *host, *password;
+    char *path, *host, *user, *password;
     int port, db;
     int timeout_ms;
     double backoff;  /* seconds before the next attempt after a failure */

@@ -191,10 +191,13 @@ int main(int argc, char **argv)
     if (rc == 0 && is_genkey) {
         rc = cmd_genkey();
     } else if (rc == 0) {
-        const char *env = getenv("FERNET_KEYS");
-        char err[128];
-        if (kr.n == 0 && env != NULL && env[0] != '\0' &&
-            fernet_keyring_parse(&kr, env, err, sizeof(err)) != 0) {
+        char *env = NULL;
+        char err[256];
+        int got = kr.n == 0 ? conf_value("FERNET_KEYS", &env, err, sizeof(err)) : 0;
+        if (got < 0) {
+            fprintf(stderr, "fernet: %s\n", err);
+            rc = 1;
+        } else if (got > 0 && fernet_keyring_parse(&kr, env, err, sizeof(err)) != 0) {
             fprintf(stderr, "fernet: FERNET_KEYS: %s\n", err);
             rc = 1;
         } else if (kr.n == 0) {
@@ -203,6 +206,9 @@ int main(int argc, char **argv)
         } else {
             rc = cmd_token(cmd, &kr, ttl);
         }
+        if (env != NULL)
+            explicit_bzero(env, strlen(env));
+        free(env);
     }
     fernet_keyring_free(&kr);
     return rc;

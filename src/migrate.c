@@ -31,6 +31,7 @@
 
 #include "buf.h"
 #include "clock.h"
+#include "conf.h"
 #include "mem.h"
 #include "migname.h"
 #include "namekey.h"
@@ -308,9 +309,14 @@ int main(int argc, char **argv)
     }
     if (dir == NULL)
         dir = default_dir();
-    const char *url = getenv("DATABASE_URL");
-    if (url == NULL || url[0] == '\0') {
-        fprintf(stderr, "migrate: DATABASE_URL is not set\n");
+    char *url = NULL;
+    char why[256];
+    int got = conf_value("DATABASE_URL", &url, why, sizeof(why));
+    if (got <= 0) {
+        if (got < 0)
+            fprintf(stderr, "migrate: %s\n", why);
+        else
+            fprintf(stderr, "migrate: DATABASE_URL is not set\n");
         free(dir);
         return 1;
     }
@@ -414,5 +420,6 @@ out:
     }
     free(migs);
     free(dir);
+    free(url);
     return rc;
 }

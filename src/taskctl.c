@@ -76,24 +76,37 @@ static int is_ready(const char *meta_json)
 int main(int argc, char **argv)
 {
     log_init("taskctl", LOG_LVL_WARNING);
-    const char *url = getenv("REDIS_URL");
     if (argc < 3)
         return usage();
-    if (url == NULL) {
-        fprintf(stderr, "taskctl: set REDIS_URL (unix:///path/redis.sock or redis://host:port/db)\n");
+    char err[256];
+    char *url = NULL;
+    int got = conf_value("REDIS_URL", &url, err, sizeof(err));
+    if (got < 0) {
+        fprintf(stderr, "taskctl: %s\n", err);
+        return 2;
+    }
+    if (got == 0) {
+        fprintf(stderr, "taskctl: set REDIS_URL (unix:///path/redis.sock or redis://host:port/db) "
+                        "or REDIS_URL_FILE (a file holding it)\n");
         return 2;
     }
     long timeout = 10;
     int nargs = argc;
     if (argc >= 5 && strcmp(argv[argc - 2], "--timeout") == 0) {
-        if (conf_parse_long(argv[argc - 1], 1, 86400, &timeout) != 0)
+        if (conf_parse_long(argv[argc - 1], 1, 86400, &timeout) != 0) {
+            free(url);
             return usage();
+        }
         nargs = argc - 2;
     }
-    char err[256];
     struct rds r, sub;
-    if (rds_init(&r, url, 5000, err, sizeof(err)) != 0 ||
-        rds_init(&sub, url, 5000, err, sizeof(err)) != 0) {
+    int bad = rds_init(&r, url, 5000, err, sizeof(err)) != 0;
+    if (!bad && rds_init(&sub, url, 5000, err, sizeof(err)) != 0) {
+        rds_free(&r);
+        bad = 1;
+    }
+    free(url);
+    if (bad) {
         fprintf(stderr, "taskctl: REDIS_URL: %s\n", err);
         return 2;
     }

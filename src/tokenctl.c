@@ -20,6 +20,7 @@
 
 #include "buf.h"
 #include "celery.h"
+#include "conf.h"
 #include "token.h"
 
 static int usage(void)
@@ -33,13 +34,20 @@ static int usage(void)
 
 static int load_keys(struct token_keys *ks)
 {
-    const char *spec = getenv("TOKEN_KEYS");
+    char *spec = NULL;
     char err[256];
-    if (spec == NULL || *spec == '\0') {
-        fputs("tokenctl: TOKEN_KEYS is not set\n", stderr);
+    int got = conf_value("TOKEN_KEYS", &spec, err, sizeof(err));
+    if (got <= 0) {
+        if (got < 0)
+            fprintf(stderr, "tokenctl: %s\n", err);
+        else
+            fputs("tokenctl: TOKEN_KEYS is not set (nor TOKEN_KEYS_FILE)\n", stderr);
         return -1;
     }
-    if (token_keys_parse(ks, spec, err, sizeof(err)) != 0) {
+    int rc = token_keys_parse(ks, spec, err, sizeof(err));
+    explicit_bzero(spec, strlen(spec));
+    free(spec);
+    if (rc != 0) {
         fprintf(stderr, "tokenctl: TOKEN_KEYS: %s\n", err);
         return -1;
     }

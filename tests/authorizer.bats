@@ -157,14 +157,20 @@ other_gateway_done() {
             env=$(tr '\0' '\n' <"/proc/$pid/environ")
             echo "$prog $pid"
             seen=$((seen + 1))
+            # as files (doc/secrets.md): the value is no one's environment
+            ! grep -q '^\(TOKEN_KEYS\|FERNET_KEYS\|DATABASE_URL\|REDIS_URL\)=' <<<"$env"
             case $prog in
-            auth | token) grep -q '^TOKEN_KEYS=k1:' <<<"$env" ;;
-            *) ! grep -q '^TOKEN_KEYS=' <<<"$env" ;;
+            auth | token) grep -qx "TOKEN_KEYS_FILE=$GW_STATE/secrets/routes/TOKEN_KEYS" <<<"$env" ;;
+            *) ! grep -q '^TOKEN_KEYS_FILE=' <<<"$env" ;;
             esac
-            if [ "$prog" = users ]; then grep -q '^FERNET_KEYS=' <<<"$env"; else ! grep -q '^FERNET_KEYS=' <<<"$env"; fi
+            if [ "$prog" = users ]; then grep -q '^FERNET_KEYS_FILE=' <<<"$env"; else ! grep -q '^FERNET_KEYS_FILE=' <<<"$env"; fi
             case $prog in
-            users | token | ready) grep -q '^DATABASE_URL=' <<<"$env" ;;
-            *) ! grep -q '^DATABASE_URL=' <<<"$env" ;;
+            users | token | ready) grep -q '^DATABASE_URL_FILE=' <<<"$env" ;;
+            *) ! grep -q '^DATABASE_URL_FILE=' <<<"$env" ;;
+            esac
+            case $prog in
+            hello | health) ! grep -q '^REDIS_URL_FILE=' <<<"$env" ;;
+            *) grep -q '^REDIS_URL_FILE=' <<<"$env" ;;
             esac
             ! grep -q '^GW_\(BIND\|PORT\|PROCS\)=' <<<"$env"
         done
@@ -173,7 +179,7 @@ other_gateway_done() {
     other_gateway_done
 }
 
-@test "every setting a route program reads is in that route's bin-copy-environment in lighttpd-routes.conf" {
+@test "every setting a route program reads is in that route's bin-copy-environment (or, a secret, its bin-environment's files) in lighttpd-routes.conf" {
     run -0 /usr/bin/python3 - "$REPO" <<'PY'
 import os, re, sys
 repo = sys.argv[1]
@@ -186,16 +192,19 @@ def reads(path):
 lib = reads(os.path.join(repo, "lib/serve.c")) | reads(os.path.join(repo, "lib/log.c")) | \
       reads(os.path.join(repo, "lib/metrics.c"))
 lib.discard("ROUTE_PREFIX")  # set per route with bin-environment
+files = dict(re.findall(r'var\.(gw_f_[a-z]+) *= \( "([A-Z_]+)_FILE" =>', conf))
 missing = []
 routes = 0
 for f in sorted(os.listdir(os.path.join(repo, "fcgi"))):
     name = f[:-2]
-    m = re.search(r'"%s" => var\.gw_be_%s \+ \(\n(?:\s*"mode"[^\n]*\n)?\s*"bin-copy-environment" => ([^\n]*)' % (name, name), conf)
+    m = re.search(r'"%s" => var\.gw_be_%s \+ \(\n(?:\s*"mode"[^\n]*\n)?\s*"bin-copy-environment" => ([^\n]*)\n\s*"bin-environment" => ([^\n]*)' % (name, name), conf)
     if not m:
         missing.append("%s: no bin-copy-environment" % name)
         continue
     routes += 1
     listed = set(re.findall(r'"([A-Z_]+)"', m.group(1))) | (common if "var.env" in m.group(1) else set())
+    # secrets, handed as NAME_FILE through var.gw_f_* in bin-environment
+    listed |= {files[v] for v in re.findall(r'var\.(gw_f_[a-z]+)', m.group(2))}
     for v in sorted((reads(os.path.join(repo, "fcgi", f)) | lib) - listed):
         missing.append("%s reads %s" % (name, v))
 print("\n".join(missing) or "ok %d routes" % routes)

@@ -539,7 +539,7 @@ EOF
 
 @test "the crontab's lines run as shipped: every minute keepalive, sweep and beat; purge hourly" {
     run -0 grep -E '^[^#[:space:]]+=' "$CRON/crontab"
-    assert_equal "$(printf '%s\n' "${lines[@]}" | cut -d= -f1 | tr '\n' ' ')" "GW_ROOT GW_STATE REDIS_URL SHELL "
+    assert_equal "$(printf '%s\n' "${lines[@]}" | cut -d= -f1 | tr '\n' ' ')" "GW_ROOT GW_STATE REDIS_URL_FILE SHELL "
     run -0 grep -E '^[0-9*]' "$CRON/crontab"
     assert_equal "${#lines[@]}" 4
     assert_equal "$(printf '%s\n' "${lines[@]}" | awk '{ print $1, $2, $3, $4, $5, $6 }')" \

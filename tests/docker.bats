@@ -258,7 +258,7 @@ run_migrate() { run_service migrate DATABASE_URL="$DATABASE_URL"; }
     port=$(free_port)
     state=$(state_dir gateway)
     local over=(GW_PORT="$port" GW_STATE="$state" METRICS_DIR="$state/metrics"
-        REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0" DATABASE_URL="$DATABASE_URL")
+        REDIS_URL="$(redis_tcp_url 0)" DATABASE_URL="$DATABASE_URL")
     base=http://127.0.0.1:$port
     start_service gateway "${over[@]}"
     retry 100 0.1 healthcheck gateway "${over[@]}"
@@ -268,7 +268,7 @@ run_migrate() { run_service migrate DATABASE_URL="$DATABASE_URL"; }
     assert_equal "$(uid_of "$SVC_PID")" "$(id -u nobody)"
     # its settings reach the routes: ready once a runner beats (the
     # migrations from the installed sql/); /metrics for loopback
-    REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0 start_runner -c 1
+    REDIS_URL=$(redis_tcp_url 0) start_runner -c 1
     retry 50 0.1 answers_code "$base/api/ready" 200
     run -0 curl -s -o /dev/null -w '%{http_code}' -m 5 "$base/metrics"
     assert_output 200
@@ -322,7 +322,8 @@ answers_code() {
 }
 
 @test "queue-runner: its command is the runner as PID 1 of its session, not root; healthy while it beats; SIGTERM drains" {
-    local url=redis://127.0.0.1:$REDIS_PORT/1 state
+    local url state
+    url=$(redis_tcp_url 1)
     state=$(state_dir runner)
     local over=(REDIS_URL="$url" METRICS_DIR="$state/metrics")
     # no runner here yet: unhealthy
@@ -359,7 +360,8 @@ answers_code() {
 }
 
 @test "qrunctl alive: 0 for a runner of this host beating within RUNNER_LEASE, 1 otherwise; usage 2" {
-    export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/2
+    REDIS_URL=$(redis_tcp_url 2)
+    export REDIS_URL
     run -1 "$GW_BIN/qrunctl" alive
     assert_output "alive: no runner on $(hostname) with a heartbeat in the last 10s"
     start_runner -c 1

@@ -89,7 +89,7 @@ services() {
     start_pg --bare
     reachable "$PG_DIR/run"
     chmod 0777 "$PG_DIR/run/.s.PGSQL.5432"
-    REDIS_TCP=redis://127.0.0.1:$REDIS_PORT/0
+    REDIS_TCP=$(redis_tcp_url 0)
 }
 
 # enable NAME: what lighty-enable-mod NAME does, in ROOT
@@ -116,7 +116,9 @@ start_host_lighttpd() {
     rm "$SETTINGS.new"
     run -0 env DATABASE_URL="$DATABASE_URL" MIGRATIONS_DIR="$LIBDIR/sql" "$LIBDIR/bin/migrate"
 
-    setsid lighttpd -D -f "$conf" >"$ROOT/lighttpd.out" 2>&1 </dev/null &
+    # as systemd starts it: an environment of its own, not the test's
+    env -i PATH="$PATH" ASAN_OPTIONS="${ASAN_OPTIONS:-}" UBSAN_OPTIONS="${UBSAN_OPTIONS:-}" \
+        setsid lighttpd -D -f "$conf" >"$ROOT/lighttpd.out" 2>&1 </dev/null &
     LT_PID=$!
     BASE=http://127.0.0.1:$PORT
     if ! retry 100 0.1 answers "$BASE/api/hello/world" '{"message":"Hello, world!"}'; then
@@ -221,6 +223,31 @@ smoke() {
     smoke
     # lighttpd spawned the route programs, as its own user
     run -0 pgrep -u www-data -f "^$LIBDIR/cgi-bin/users"
+    # the secrets: in no configuration lighttpd holds, nor its environment;
+    # each a file the route programs' group reads, and a route program gets
+    # the paths of those it reads only (doc/secrets.md)
+    local tk s=$ROOT/var/lib/apistack/secrets/routes p
+    tk=$(sed -n 's/^TOKEN_KEYS=k[0-9]*://p' "$SETTINGS")
+    run -0 lighttpd -p -f "$ROOT/etc/lighttpd/lighttpd.conf"
+    assert_output --partial "\"TOKEN_KEYS_FILE\" => \"$s/TOKEN_KEYS\""
+    refute_output --partial "$tk"
+    refute_output --partial "$(redis_password)"
+    run -0 stat -c '%U %G %a' "$s" "$s/TOKEN_KEYS" "$s/REDIS_URL"
+    assert_output "root www-data 750
+root www-data 640
+root www-data 640"
+    for p in $(pgrep -f "^lighttpd -D -f $ROOT/"); do
+        run -1 grep -c -F -e "$tk" -e "$(redis_password)" "/proc/$p/environ"
+    done
+    run -0 pgrep -u www-data -n -f "^$LIBDIR/cgi-bin/users"
+    run -0 tr '\0' '\n' <"/proc/$output/environ"
+    assert_line "FERNET_KEYS_FILE=$s/FERNET_KEYS"
+    assert_line "DATABASE_URL_FILE=$s/DATABASE_URL"
+    refute_line --regexp '^(TOKEN_KEYS|FERNET_KEYS|DATABASE_URL|REDIS_URL)='
+    refute_line --regexp '^TOKEN_KEYS_FILE='
+    run -0 pgrep -u www-data -n -f "^$LIBDIR/cgi-bin/hello"
+    run -0 tr '\0' '\n' <"/proc/$output/environ"
+    refute_line --regexp '^(TOKEN_KEYS|FERNET_KEYS|DATABASE_URL|REDIS_URL)'
     # and nothing of ours runs as root
     run pgrep -u root -f "^$LIBDIR/(cgi-bin|bin)/"
     assert_failure

@@ -42,6 +42,7 @@ load helpers
     # the other routes spawned on their unix sockets as without it
     run -0 gw_conf GW_ROOT="$REPO" GW_PROCS=2 GW_BACKEND_TIMEOUT=30 GW_LONGPOLL_TIMEOUT=65 \
         GW_BIND=127.0.0.1 GW_PORT=1 GW_WORKERS=0 GW_METRICS_ALLOW=127.0.0.1/32 \
+        GW_MAX_CONNECTIONS=4096 GW_MAX_FDS=12288 GW_READ_IDLE=15 GW_BIN="$GW_BIN" \
         GW_REMOTE_ROUTES="hello=10.1.2.3:9001, users=[::1]:9002"
     assert_output --regexp '"hello" => \(
 [^)]*"host" +=> "10\.1\.2\.3",

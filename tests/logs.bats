@@ -306,19 +306,21 @@ for line in open(sys.argv[1], encoding="utf-8"):
 
 @test "after a full run no log holds a password, token, cookie or a URL's password" {
     # recognisable secrets, unique to this run
-    local tag="$$-$RANDOM" rpw pgpw pw1 pw2 pw3 pw4 pw5 token badtoken cookie wrongpw usertoken
+    local tag="$$-$RANDOM" rpw pgpw pw1 pw2 pw3 pw4 pw5 token badtoken cookie wrongpw usertoken qpw qtok qkey
     rpw="rpw-$tag-R3dis" pgpw="pgpw-$tag-P0stgres" wrongpw="wrongpw-$tag-W"
     pw1="pw1-$tag-Alpha" pw2="pw2-$tag-Bravo" pw3="pw3-$tag-Charlie" pw4="pw4-$tag-Delta"
     pw5="pw5-$tag-Echo"
     badtoken="tok-$tag-Bearer" cookie="ck-$tag-Cookie"
+    qpw="qpw-$tag-Query" qtok="qtok-$tag-Query" qkey="qkey-$tag-Query"
     local logs=$BATS_TEST_TMPDIR/logs
     mkdir -p "$logs"
 
-    # Redis with a password (redis-cli reads it from REDISCLI_AUTH, so the
-    # helpers and queue_teardown keep working), reached over TCP; PostgreSQL
-    # trusts local connections, so the URL's password is carried, never used
+    # Redis with a password of this test's (the helpers read it from the
+    # file, so they and queue_teardown keep working), reached over TCP;
+    # PostgreSQL trusts local connections, so the URL's password is carried,
+    # never used
     rcli config set requirepass "$rpw" >/dev/null
-    export REDISCLI_AUTH=$rpw
+    printf '%s' "$rpw" >"$REDIS_DIR/password"
     REDIS_URL="redis://:$rpw@127.0.0.1:$REDIS_PORT/0"
     local dburl="postgresql://postgres:$pgpw@/app?host=$PG_DIR/run"
     export REDIS_URL
@@ -331,7 +333,7 @@ for line in open(sys.argv[1], encoding="utf-8"):
     token=$(token 0 admin)
     [ -n "$token" ]
     local secrets=("$rpw" "$pgpw" "$wrongpw" "$pw1" "$pw2" "$pw3" "$pw4" "$token" "$badtoken" "$cookie"
-        "${GW_TOKEN_KEYS#*:}")
+        "${GW_TOKEN_KEYS#*:}" "$qpw" "$qtok" "$qkey")
     local NOAUTH=1
 
     local auth=(-H "Authorization: Bearer $token" -H "Cookie: session=$cookie; csrftoken=$token")
@@ -385,6 +387,16 @@ for line in open(sys.argv[1], encoding="utf-8"):
     assert_equal "$status" 401
     run -0 taskctl call add 4 4
     assert_output 8
+    # secrets in query strings: a route's, one refused by the authorizer,
+    # one lighttpd answers itself (404), one over its header limit (431)
+    api GET "/api/hello/world?password=$qpw&access_token=$qtok" "${auth[@]}"
+    assert_equal "$status" 200
+    api GET "/api/users/$id?access_token=$qtok&api_key=$qkey"
+    assert_equal "$status" 401
+    api GET "/nope.json?password=$qpw&access_token=$qtok"
+    assert_equal "$status" 404
+    api GET "/api/hello/world?password=$qpw&x=$(head -c 9000 /dev/zero | tr '\0' x)"
+    assert_equal "$status" 431
 
     # the tools, and programs that cannot use their URLs, with the secrets
     DATABASE_URL=$dburl MIGRATIONS_DIR=$REPO/sql "$GW_BIN/migrate" >"$logs/migrate.log" 2>&1
@@ -416,7 +428,18 @@ for line in open(sys.argv[1], encoding="utf-8"):
         fi
     done
     [ "$found" = 0 ]
-    # (and the run did log: requests, tasks, a PATCH)
+    # (and the run did log: requests, tasks, a PATCH, the queries' requests
+    # with their secrets masked, in routes.log and in access.log alike)
     grep -q " - users - INFO - PATCH /api/users/$id 200 " "$GW_STATE/log/routes.log"
     grep -q "Task tasks.add\[$tid\] succeeded" "$RUNNER_LOG"
+    grep -q ' - hello - INFO - GET /api/hello/world?password=\*\*\*&access_token=\*\*\* 200 ' \
+        "$GW_STATE/log/routes.log"
+    grep -q '"GET /api/hello/world?password=\*\*\*&access_token=\*\*\* HTTP/1.1" 200 ' "$GW_STATE/log/access.log"
+    grep -q '"GET /nope.json?password=\*\*\*&access_token=\*\*\* HTTP/1.1" 404 ' "$GW_STATE/log/access.log"
+    grep -q '"GET /api/users/[0-9]*?access_token=\*\*\*&api_key=\*\*\* HTTP/1.1" 401 ' "$GW_STATE/log/access.log"
+    # every log the stack's programs made is their owner's and group's only
+    for f in "$GW_STATE"/log/{access,error,routes}.log "$REDIS_DIR/redis.log" "$PG_DIR/postgres.log"; do
+        run -0 stat -c '%a' "$f"
+        assert_equal "$f: $output" "$f: 640"
+    done
 }

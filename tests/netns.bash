@@ -117,17 +117,32 @@ hosts_down() {
 }
 
 # host_redis: redis-server on host C, on C's address (the test's own
-# settings: no persistence) and on a unix socket for rcli from here.
-# Exports REDIS_DIR REDIS_SOCK REDIS_PID REDIS_URL (redis://C:6379/0, what
-# every host uses); stop_redis (queue.bash) stops it.
+# settings: no persistence) and on a unix socket for rcli from here, with a
+# password as scripts/redis sets one (requirepass, in a config file of its
+# own, never on its command line). Exports REDIS_DIR REDIS_SOCK REDIS_PID
+# REDIS_URL (redis://:<password>@C:6379/0, what every host uses); stop_redis
+# (queue.bash) stops it.
 host_redis() {
     REDIS_DIR=$(mktemp -d "$TEST_TMP/redis.XXXXXX")
     REDIS_SOCK=$REDIS_DIR/redis.sock
-    REDIS_URL=redis://$IP_C:6379/0
+    (umask 077 && head -c 24 /dev/urandom | base64 | tr '+/' '-_' >"$REDIS_DIR/password")
+    REDIS_URL=redis://:$(redis_password)@$IP_C:6379/0
     export REDIS_DIR REDIS_SOCK REDIS_URL
-    spawn_on C redis-server --bind "$IP_C" --port 6379 --unixsocket "$REDIS_SOCK" --unixsocketperm 700 \
-        --dir "$REDIS_DIR" --logfile "$REDIS_DIR/redis.log" --save '' --appendonly no \
-        --protected-mode no --maxmemory-policy noeviction >"$REDIS_DIR/redis.out" 2>&1 3>&- </dev/null
+    (umask 077 && cat >"$REDIS_DIR/redis.conf") <<CONF
+bind $IP_C
+port 6379
+unixsocket $REDIS_SOCK
+unixsocketperm 700
+dir $REDIS_DIR
+logfile $REDIS_DIR/redis.log
+save ""
+appendonly no
+protected-mode no
+maxmemory 256mb
+maxmemory-policy noeviction
+requirepass $(redis_password)
+CONF
+    spawn_on C redis-server "$REDIS_DIR/redis.conf" >"$REDIS_DIR/redis.out" 2>&1 3>&- </dev/null
     REDIS_PID=$SPAWNED
     export REDIS_PID
     echo "$REDIS_PID" >"$REDIS_DIR/test.pid"

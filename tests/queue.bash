@@ -11,18 +11,23 @@ export GW_BIN
 PY=/usr/bin/python3
 CELERY_DIR=$REPO/tests/celery
 
-# start_redis: a private redis on a unix socket and a free TCP port. Exports
-# REDIS_DIR REDIS_PORT REDIS_SOCK REDIS_URL (ours) CELERY_URL (Python's)
-# REDIS_PID. The pid is also kept in $REDIS_DIR/test.pid so a test can stop a
-# redis that setup_file started.
+# start_redis: a private redis on a unix socket and a free TCP port, with a
+# password of its own (scripts/redis's requirepass, the file
+# $REDIS_DIR/password). Exports REDIS_DIR REDIS_PORT REDIS_SOCK REDIS_URL
+# (ours: unix://:<password>@<socket>) CELERY_URL (Python's:
+# redis://:<password>@127.0.0.1:<port>/0) REDIS_PID. The pid is also kept in
+# $REDIS_DIR/test.pid so a test can stop a redis that setup_file started.
+# The password itself is exported under no other name: rcli and redis_tcp_url
+# read the file.
 start_redis() {
     REDIS_DIR=$(mktemp -d "$TEST_TMP/redis.XXXXXX")
     REDIS_SOCK=$REDIS_DIR/redis.sock
-    REDIS_URL=unix://$REDIS_SOCK
+    (umask 077 && head -c 24 /dev/urandom | base64 | tr '+/' '-_' >"$REDIS_DIR/password")
+    REDIS_URL=unix://:$(redis_password)@$REDIS_SOCK
     local _try
     for _try in 1 2 3; do # another program may take the port before redis binds it
         REDIS_PORT=$(free_port)
-        CELERY_URL=redis://127.0.0.1:$REDIS_PORT/0
+        CELERY_URL=$(redis_tcp_url 0)
         export REDIS_DIR REDIS_PORT REDIS_SOCK REDIS_URL CELERY_URL
         redis_launch 2>"$REDIS_DIR/launch.err" && return 0
         grep -q 'Address already in use' "$REDIS_DIR/launch.err" || break
@@ -33,7 +38,8 @@ start_redis() {
 
 # redis_launch: (re)start redis-server on REDIS_DIR/REDIS_PORT, wait for PING.
 redis_launch() {
-    REDIS_DIR=$REDIS_DIR REDIS_PORT=$REDIS_PORT "$REPO/scripts/redis" \
+    REDIS_DIR=$REDIS_DIR REDIS_PORT=$REDIS_PORT REDIS_PASSWORD_FILE=$REDIS_DIR/password \
+        "$REPO/scripts/redis" \
         >>"$REDIS_DIR/redis.out" 2>&1 3>&- </dev/null &
     REDIS_PID=$!
     export REDIS_PID
@@ -47,8 +53,16 @@ redis_launch() {
 
 redis_up() { [ "$(rcli ping 2>/dev/null)" = PONG ]; }
 
-# rcli ARGS...: redis-cli on the test's redis
-rcli() { redis-cli -s "$REDIS_SOCK" "$@"; }
+# rcli ARGS...: redis-cli on the test's redis, with its password (redis-cli
+# reads REDISCLI_AUTH: never on a command line)
+rcli() { REDISCLI_AUTH=$(redis_password) redis-cli -s "$REDIS_SOCK" "$@"; }
+
+# redis_password: the test redis's password
+redis_password() { printf '%s' "$(<"$REDIS_DIR/password")"; }
+
+# redis_tcp_url DB: the test redis over TCP with its password, in the form
+# our programs, redis-py, kombu and Celery all read
+redis_tcp_url() { printf 'redis://:%s@127.0.0.1:%s/%s' "$(redis_password)" "$REDIS_PORT" "$1"; }
 
 # gone PID: the process has exited (a zombie counts: its parent may be
 # another bats process that has not reaped it yet)

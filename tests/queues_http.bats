@@ -64,7 +64,7 @@ task = sys.argv[5] if len(sys.argv) > 5 else "tasks.add"
 args = json.loads(sys.argv[6]) if len(sys.argv) > 6 else [1, 2]
 band = 0 if prio < 3 else 3 if prio < 6 else 6 if prio < 9 else 9
 key = queue if band == 0 else queue + "\x06\x16" + str(band)
-r = redis.Redis(unix_socket_path=os.environ["REDIS_SOCK"])
+r = redis.Redis(unix_socket_path=os.environ["REDIS_SOCK"], password=open(os.environ["REDIS_DIR"] + "/password").read().strip())
 for _ in range(n):
     m = json.loads(enqueue.message(task, args, str(uuid.uuid4()), queue))
     m["properties"]["priority"] = prio

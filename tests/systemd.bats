@@ -67,10 +67,12 @@ seconds() {
 
 # unit_env UNIT: fill UNIT_ENV with the environment systemd would give the
 # unit's commands: Environment= first, then its EnvironmentFile= (which
-# overrides it; "KEY=value" lines, # comments, one pair of quotes taken off)
+# overrides it; "KEY=value" lines, # comments, one pair of quotes taken off),
+# then every name its UnsetEnvironment= lines list taken out (systemd applies
+# them last)
 unit_env() {
     UNIT_ENV=()
-    local line file k v
+    local line file k v unset=" "
     while IFS= read -r line; do UNIT_ENV+=("$line"); done < <(unit_get "$1" Environment | tr ' ' '\n' | grep .)
     file=$(unit_get "$1" EnvironmentFile)
     file=${file#-}
@@ -80,6 +82,12 @@ unit_env() {
         [[ $v =~ ^\"(.*)\"$ || $v =~ ^\'(.*)\'$ ]] && v=${BASH_REMATCH[1]}
         UNIT_ENV+=("$k=$v")
     done <"$file"
+    unset+="$(unit_all "$1" UnsetEnvironment | tr '\n' ' ')"
+    local kept=() kv
+    for kv in "${UNIT_ENV[@]}"; do
+        [[ $unset == *" ${kv%%=*} "* ]] || kept+=("$kv")
+    done
+    UNIT_ENV=("${kept[@]}")
 }
 
 # env_value NAME: NAME's value in UNIT_ENV (the last one)
@@ -145,7 +153,7 @@ runner_setup() {
     UNIT_ENV=()
     unit_cmd apistack-runner.service ExecStartPre
     env -i PATH="$PATH" "${UNIT_CMD[@]}"
-    set_setting REDIS_URL "redis://127.0.0.1:$REDIS_PORT/0"
+    set_setting REDIS_URL "$(redis_tcp_url 0)"
     set_setting RUNNER_ARGS '-c 2 -n systemd'
     unit_env apistack-runner.service
     unit_cmd apistack-runner.service ExecStart
@@ -243,6 +251,13 @@ start_unit_runner() {
     assert_equal "${UNIT_CMD[*]}" "$SD_LIBDIR/bin/queue-runner -c 2 -n systemd"
     start_unit_runner
     assert_equal "$(awk '/^Uid:/ { print $2 }' "/proc/$UNIT_PID/status")" "$(id -u www-data)"
+    # the settings file holds every secret; the runner gets Redis's only
+    # (UnsetEnvironment=)
+    run -0 grep -c '^\(DATABASE_URL\|TOKEN_KEYS\|FERNET_KEYS\)=' "$SD_ENV"
+    assert_output 3
+    run -0 tr '\0' '\n' <"/proc/$UNIT_PID/environ"
+    assert_line --regexp '^REDIS_URL=redis://'
+    refute_line --regexp '^(DATABASE_URL|TOKEN_KEYS|FERNET_KEYS)(_FILE)?='
     run -0 taskctl send add 20 22
     local id=$output
     wait_status "$id" SUCCESS

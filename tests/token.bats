@@ -25,7 +25,7 @@ teardown_file() {
 
 setup() {
     # a fresh attempt window for every test
-    rcli --scan --pattern 'login:*' | xargs -r redis-cli -s "$REDIS_SOCK" del >/dev/null
+    rcli --scan --pattern 'login:*' | xargs -r env REDISCLI_AUTH="$(redis_password)" redis-cli -s "$REDIS_SOCK" del >/dev/null
 }
 
 login() { # FORM [curl args...]: POST it as a form

@@ -46,7 +46,8 @@ def task_for(i, kind):
 
 
 def main(n, out, kind="mix", queue="celery"):
-    r = redis.Redis(unix_socket_path=os.environ["REDIS_SOCK"])
+    r = redis.Redis(unix_socket_path=os.environ["REDIS_SOCK"],
+                    password=open(os.environ["REDIS_DIR"] + "/password").read().strip())
     pipe = r.pipeline(transaction=False)
     with open(out, "a") as f:
         for i in range(int(n)):

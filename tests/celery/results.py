@@ -11,7 +11,8 @@ import redis
 
 
 def main(path):
-    r = redis.Redis(unix_socket_path=os.environ["REDIS_SOCK"])
+    r = redis.Redis(unix_socket_path=os.environ["REDIS_SOCK"],
+                    password=open(os.environ["REDIS_DIR"] + "/password").read().strip())
     with open(path) as f:
         rows = [line.split(" ", 1) for line in f if line.strip()]
     counts = {"success": 0, "wrong": 0, "missing": 0, "other": 0}

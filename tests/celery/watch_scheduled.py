@@ -14,7 +14,8 @@ import redis
 
 
 def main(queue, out, stopfile, timeout="60"):
-    r = redis.Redis(unix_socket_path=os.environ["REDIS_SOCK"])
+    r = redis.Redis(unix_socket_path=os.environ["REDIS_SOCK"],
+                    password=open(os.environ["REDIS_DIR"] + "/password").read().strip())
     key = f"qrun:scheduled:{queue}"
     seen = set()
     deadline = time.time() + float(timeout)

@@ -5,6 +5,7 @@
 
 #include <limits.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "check.h"
 
@@ -309,6 +310,108 @@ static void test_table_order(void)
     check_int(conf_load(tab, 0, err, sizeof(err)), 0);
 }
 
+/* NAME_FILE: the value read from a file when NAME is unset or empty */
+static void write_file(const char *path, const char *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (!check(f != NULL, "the temp file opens"))
+        return;
+    fwrite(data, 1, n, f);
+    fclose(f);
+}
+
+static void test_file(void)
+{
+    char dir[] = "/tmp/test_conf.XXXXXX";
+    if (!check(mkdtemp(dir) != NULL, "a temp dir"))
+        return;
+    char path[256], err[256];
+    snprintf(path, sizeof(path), "%s/secret", dir);
+    char *s = NULL;
+    const struct conf_entry tab[] = {
+        {V_STR, CONF_STR, NULL, &s, 0, 0, NULL, NULL},
+        {V_INT, CONF_INT, "1", &(long){0}, 0, 100, NULL, NULL},
+    };
+    unsetenv(V_STR);
+    setenv(V_STR "_FILE", path, 1);
+
+    /* the file's one line, its newline (and a CR) off */
+    write_file(path, "s3cret-Value\r\n\n", 15);
+    char *v = NULL;
+    check_int(conf_value(V_STR, &v, err, sizeof(err)), 1);
+    check_str(v, "s3cret-Value");
+    free(v);
+    check_int(conf_load(tab, 1, err, sizeof(err)), 0);
+    check_str(s, "s3cret-Value");
+    free(s);
+    s = NULL;
+
+    /* NAME itself wins; an empty NAME does not */
+    setenv(V_STR, "from env", 1);
+    check_int(conf_load(tab, 1, err, sizeof(err)), 0);
+    check_str(s, "from env");
+    free(s);
+    s = NULL;
+    setenv(V_STR, "", 1);
+    check_int(conf_load(tab, 1, err, sizeof(err)), 0);
+    check_str(s, "s3cret-Value");
+    free(s);
+    s = NULL;
+    unsetenv(V_STR);
+
+    /* any type: an integer from a file */
+    char ipath[256];
+    snprintf(ipath, sizeof(ipath), "%s/int", dir);
+    write_file(ipath, "42\n", 3);
+    long n = 0;
+    const struct conf_entry itab[] = {{V_INT, CONF_INT, "1", &n, 0, 100, NULL, NULL}};
+    setenv(V_INT "_FILE", ipath, 1);
+    check_int(conf_load(itab, 1, err, sizeof(err)), 0);
+    check_int(n, 42);
+    unsetenv(V_INT "_FILE");
+
+    /* refused, with the path and never the contents */
+    static const struct {
+        const char *data;
+        size_t n;
+        const char *why;
+    } bad[] = {
+        {"", 0, "is empty"},
+        {"\n\r\n", 3, "is empty"},
+        {"SECRETX\nSECRETY", 15, "holds more than one line"},
+        {"SECRETX\0b", 9, "holds more than one line"},
+        {"SECRETX\rb", 9, "holds more than one line"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        write_file(path, bad[i].data, bad[i].n);
+        check_int(conf_load(tab, 1, err, sizeof(err)), -1);
+        check(strstr(err, V_STR "_FILE: '") == err, "the reason names the variable");
+        check(strstr(err, path) != NULL, "the reason names the file");
+        check(strstr(err, bad[i].why) != NULL, "the reason says what is wrong");
+        check(strstr(err, "SECRET") == NULL, "no contents in the reason");
+    }
+    /* too big */
+    static char big[65537];
+    memset(big, 'k', sizeof(big));
+    write_file(path, big, sizeof(big));
+    check_int(conf_load(tab, 1, err, sizeof(err)), -1);
+    check(strstr(err, "is over 65536 bytes") != NULL, "a file over 64 KiB is refused");
+    /* missing: the reason and errno's text */
+    unlink(path);
+    check_int(conf_load(tab, 1, err, sizeof(err)), -1);
+    check(strstr(err, "cannot read '") != NULL && strstr(err, "No such file") != NULL,
+          "a missing file is refused with the reason");
+    /* a required setting with neither is "required"; NAME_FILE empty is unset */
+    setenv(V_STR "_FILE", "", 1);
+    char *none = (char *)"x";
+    check_int(conf_value(V_STR, &none, err, sizeof(err)), 0);
+    check(none == NULL, "no value");
+    check_int(conf_load(tab, 1, err, sizeof(err)), -1);
+    check_str(err, V_STR " is required");
+    unsetenv(V_STR "_FILE");
+    rmdir(dir);
+}
+
 int main(void)
 {
     test_parse_long();
@@ -319,5 +422,6 @@ int main(void)
     test_enum();
     test_err_truncated();
     test_table_order();
+    test_file();
     return check_done();
 }

@@ -707,6 +707,9 @@ static void test_secrets(void)
          "Redis at redis://:***@127.0.0.1:6379/0: Connection refused; retrying"},
         {"postgresql://app:pa:ss@db.example/app?sslmode=require",
          "postgresql://app:***@db.example/app?sslmode=require"},
+        /* the unix form of REDIS_URL (redis-py's): an empty host */
+        {"Redis unix://:s3cret@/var/redis/redis.sock?db=0 down",
+         "Redis unix://:***@/var/redis/redis.sock?db=0 down"},
         /* the password may hold '@', '/', '#', ';': up to the last '@' */
         {"redis://:p@ss/w#rd;x@h:1/0 down", "redis://:***@h:1/0 down"},
         {"host=/run/pg user=app password=hunter2 dbname=app",
@@ -777,6 +780,30 @@ static void test_secrets(void)
     log_init("unit", LOG_LVL_INFO);
 }
 
+/* log_mask: another program's line (lighttpd's access log), secrets as ***,
+ * every other byte as it came (no escaping, no newline added) */
+static void test_mask(void)
+{
+    static const struct {
+        const char *in, *want;
+    } cases[] = {
+        {"127.0.0.1 [07/Dec/2026:18:01:50 +0000] \"GET /api/hello/world?password=S1&access_token=S2 "
+         "HTTP/1.1\" 200 27 587 \"curl/7.88.1\" abc\n",
+         "127.0.0.1 [07/Dec/2026:18:01:50 +0000] \"GET /api/hello/world?password=***&access_token=*** "
+         "HTTP/1.1\" 200 27 587 \"curl/7.88.1\" abc\n"},
+        {"{\"request\":\"GET /x?q=1&API_KEY=k&client_secret=c HTTP/1.1\",\"status\":200}\n",
+         "{\"request\":\"GET /x?q=1&API_KEY=***&client_secret=*** HTTP/1.1\",\"status\":200}\n"},
+        {"GET /plain?q=password HTTP/1.1 \x01\xff\n", "GET /plain?q=password HTTP/1.1 \x01\xff\n"},
+        {"", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct buf b = {0};
+        log_mask(cases[i].in, strlen(cases[i].in), &b);
+        check_str(b.data != NULL ? b.data : "", cases[i].want);
+        buf_free(&b);
+    }
+}
+
 int main(void)
 {
     unsetenv("LOG_FORMAT");      /* the tests set it themselves */
@@ -792,5 +819,6 @@ int main(void)
     test_json();
     test_json_hostile();
     test_secrets();
+    test_mask();
     return check_done();
 }
