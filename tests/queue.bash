@@ -228,8 +228,10 @@ stop_route_gateway() {
     pids=$(route_pids)
     stop_gateway || rc=1
     for p in $pids; do
-        gone "$p" && continue
-        echo "route process $p ($(tr '\0' ' ' <"/proc/$p/cmdline")) outlived lighttpd; killing it" >&2
+        # lighttpd signals its backends as it stops but does not wait for
+        # them: on a loaded host one may take a few seconds to be reaped
+        retry 50 0.1 gone "$p" && continue
+        echo "route process $p ($(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null)) outlived lighttpd; killing it" >&2
         kill -KILL "$p" 2>/dev/null
         rc=1
     done
