@@ -38,7 +38,11 @@ pg_launch() {
 pg_pid() { head -n 1 "$PG_DIR/data/postmaster.pid" 2>/dev/null; }
 
 # psql_app SQL...: run SQL on the app database, unaligned tuples only.
-psql_app() { psql -X -q -tA -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
+# The server's own psql, not Debian's /usr/bin/psql: that is a Perl wrapper
+# (pg_wrapper) that costs ~45 ms of CPU a call before psql's own ~13.
+PSQL=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)/psql
+[ -x "$PSQL" ] || PSQL=psql
+psql_app() { "$PSQL" -X -q -tA -v ON_ERROR_STOP=1 "$DATABASE_URL" "$@"; }
 
 # stop_pg: fast shutdown (SIGINT to the postmaster: open sessions are ended,
 # the data is consistent), wait until it is gone.
