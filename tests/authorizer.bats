@@ -212,3 +212,80 @@ sys.exit(1 if missing else 0)
 PY
     assert_output --regexp '^ok [0-9]+ routes$'
 }
+
+# cors_lines: the last answer's CORS headers (and Vary), sorted, one a line
+cors_lines() { grep -E '^(access-control-[a-z-]+|vary):' <<<"$headers" | sort; }
+
+@test "CORS on every route's answers: an allowed origin gets exactly that origin once, with Vary; another origin no CORS header" {
+    local allowed='https://app.example.com' expose want req method path auth kind
+    expose='access-control-expose-headers: x-request-id, location, link, retry-after, x-cache'
+    # method path token? who-answers: the route, or the authorizer (a refusal)
+    for req in 'GET /api/hello/x - route' 'GET /api/health - route' 'GET /api/ready - route' \
+        'POST /api/token - route' 'POST /api/users - route' 'GET /api/users/1 token route' \
+        'GET /api/tasks/x token route' 'GET /api/queues token route' \
+        'GET /api/users/1 - authorizer' 'GET /api/nope - authorizer' 'GET /api/queues bad authorizer'; do
+        read -r method path auth kind <<<"$req"
+        local args=(-H "Origin: $allowed")
+        [ "$method" = POST ] && args+=(-H 'Content-Type: application/json' -d '{}')
+        [ "$auth" = bad ] && args+=(-H 'Authorization: Bearer a.b.c')
+        NOAUTH=1
+        [ "$auth" = token ] && NOAUTH=0
+        NOAUTH=$NOAUTH http "$method" "$path" "${args[@]}"
+        echo "$req: $status"
+        if [ "$kind" = route ]; then
+            want=$(printf '%s\n' "access-control-allow-origin: $allowed" "$expose" 'vary: origin' | sort)
+            assert_not_equal "$req: $status" "$req: 401"
+        else
+            want=$(printf '%s\n' "access-control-allow-origin: $allowed" 'vary: origin')
+            assert_equal "$req: $status" "$req: 401"
+        fi
+        assert_equal "$req: $(cors_lines)" "$req: $want"
+        # another origin, or none: not one CORS header
+        for o in https://evil.example.com https://app.example.com/ HTTPS://APP.EXAMPLE.COM ''; do
+            args[1]="Origin: $o"
+            NOAUTH=$NOAUTH http "$method" "$path" "${args[@]}"
+            assert_equal "$req from '$o': $(grep '^access-control-' <<<"$headers")" "$req from '$o': "
+        done
+    done
+}
+
+@test "CORS preflights on every route: 204 with exactly the CORS headers for an allowed origin, 403 with none for another" {
+    local path want o
+    for path in /api/hello/x /api/health /api/ready /api/token /api/token/revoke /api/users /api/users/me \
+        /api/tasks/add /api/tasks/x /api/queues /api/nope; do
+        for o in https://app.example.com http://localhost:3000; do
+            NOAUTH=1 http OPTIONS "$path" -H "Origin: $o" -H 'Access-Control-Request-Method: POST' \
+                -H 'Access-Control-Request-Headers: authorization, content-type'
+            assert_equal "$path $o: $status" "$path $o: 204"
+            want=$(printf '%s\n' 'access-control-allow-headers: authorization, content-type, x-request-id' \
+                'access-control-allow-methods: get, post, patch, delete' "access-control-allow-origin: $o" \
+                'access-control-max-age: 600' 'vary: origin' | sort)
+            assert_equal "$path $o: $(cors_lines)" "$path $o: $want"
+            assert_equal "$path $o: $body" "$path $o: "
+        done
+        for o in https://evil.example.com http://localhost:3001 null; do
+            NOAUTH=1 http OPTIONS "$path" -H "Origin: $o" -H 'Access-Control-Request-Method: GET'
+            assert_equal "$path $o: $status" "$path $o: 403"
+            assert_equal "$path $o: $(grep '^access-control-' <<<"$headers")" "$path $o: "
+        done
+    done
+}
+
+@test "CORS_ORIGINS=*: any origin is answered with its own origin (never a literal *), preflights and responses" {
+    other_gateway CORS_ORIGINS='*'
+    local o
+    for o in https://evil.example.com http://localhost:9999; do
+        NOAUTH=1 http OPTIONS /api/users/1 -H "Origin: $o" -H 'Access-Control-Request-Method: GET'
+        assert_equal "$status" 204
+        run -0 grep '^access-control-allow-origin:' <<<"$headers"
+        assert_output "access-control-allow-origin: $o"
+        http GET /api/hello/x -H "Origin: $o"
+        assert_equal "$status" 200
+        run -0 grep '^access-control-allow-origin:' <<<"$headers"
+        assert_output "access-control-allow-origin: $o"
+    done
+    # no Origin: still no CORS header
+    http GET /api/hello/x
+    assert_equal "$(grep '^access-control-' <<<"$headers")" ""
+    other_gateway_done
+}
