@@ -289,3 +289,54 @@ cors_lines() { grep -E '^(access-control-[a-z-]+|vary):' <<<"$headers" | sort; }
     assert_equal "$(grep '^access-control-' <<<"$headers")" ""
     other_gateway_done
 }
+
+@test "every program's environment holds exactly the secrets it needs: lighttpd its TLS key's path, each route the paths of its own" {
+    # what the harness itself exports (earlier gateways' keys and token,
+    # Redis's URL for Celery) is no program's business here
+    unset CELERY_URL GW_TOKEN_KEYS AUTH
+    local tk fk
+    tk="k2:$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='),k1:$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    fk=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')
+    other_gateway TOKEN_KEYS="$tk" FERNET_KEYS="$fk" DATABASE_URL="postgresql:///app?host=/nowhere&password=pg-secret-$$"
+    local s=$GW_STATE/secrets/routes prog want pid n=0
+    local redis="REDIS_URL_FILE=$s/REDIS_URL" db="DATABASE_URL_FILE=$s/DATABASE_URL"
+    local tok="TOKEN_KEYS_FILE=$s/TOKEN_KEYS" fer="FERNET_KEYS_FILE=$s/FERNET_KEYS"
+    # every route program built, each with what doc/secrets.md says it reads
+    for prog in "$GW_CGI_BIN"/*; do
+        prog=${prog##*/}
+        case $prog in
+        auth) want=("$redis" "$tok") ;;
+        token) want=("$db" "$redis" "$tok") ;;
+        users) want=("$db" "$fer" "$redis") ;;
+        ready) want=("$db" "$redis") ;;
+        tasks | queues | metrics) want=("$redis") ;;
+        hello | health) want=() ;;
+        *) fail "$prog: no expected secrets in this test" ;;
+        esac
+        local pids
+        pids=$(route_pids "$prog")
+        assert_not_equal "$prog: $pids" "$prog: "
+        for pid in $pids; do
+            assert_equal "$prog $pid: $(secret_env "$pid")" \
+                "$prog $pid: $(printf '%s\n' "${want[@]}" | sort | sed '/^$/d')"
+            n=$((n + 1))
+        done
+    done
+    [ "$n" -ge 9 ] || fail "only $n route processes"
+    # the files hold the values given
+    assert_equal "$(cat "$s/TOKEN_KEYS")" "$tk"
+    assert_equal "$(cat "$s/FERNET_KEYS")" "$fk"
+    # lighttpd's master and its workers: the path of the TLS key it serves
+    # with, none of the routes' secrets, neither a name nor a value
+    local workers=0
+    for pid in "$GW_PID" $(pgrep -P "$GW_PID" -x lighttpd); do
+        assert_equal "lighttpd $pid: $(secret_env "$pid")" "lighttpd $pid: GW_TLS_KEY=$GW_STATE/tls/key.pem"
+        [ "$pid" = "$GW_PID" ] || workers=$((workers + 1))
+    done
+    assert_not_equal "$workers" 0
+    # and no value is anyone's environment
+    for pid in "$GW_PID" $(pgrep -P "$GW_PID"); do
+        assert_equal "$pid: $(tr '\0' '\n' <"/proc/$pid/environ" | grep -c -F -e "${tk#k2:}" -e "$fk" -e "pg-secret-$$" -e "$(redis_password)")" "$pid: 0"
+    done
+    other_gateway_done
+}
