@@ -340,3 +340,55 @@ cors_lines() { grep -E '^(access-control-[a-z-]+|vary):' <<<"$headers" | sort; }
     done
     other_gateway_done
 }
+
+# restart_gateway VAR=value...: stop the test's gateway and start it again
+# on its state dir and port with these settings, as an operator restarts
+# it after changing them
+restart_gateway() {
+    local port=${BASE##*:}
+    stop_gateway
+    env GW_STATE="$GW_STATE" GW_PORT="$port" GW_TLS_PORT=0 GW_CGI_BIN="$GW_CGI_BIN" GW_PROCS=1 "$@" \
+        "$REPO/scripts/gateway" >>"$GW_STATE/gateway.out" 2>&1 3>&- </dev/null &
+    GW_PID=$!
+    retry 50 0.1 gateway_answers || { cat "$GW_STATE/gateway.out" "$GW_STATE/log/error.log" >&2; return 1; }
+}
+
+# newkey: a signing key, 32 random bytes in URL-safe base64
+newkey() { head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='; }
+
+# kid_of TOKEN: the kid in the token's header
+kid_of() {
+    /usr/bin/python3 -c 'import base64, json, sys; h = sys.argv[1].split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h + "=" * (-len(h) % 4)))["kid"])' "$1"
+}
+
+@test "key rotation through the gateway: a token of the previous key is accepted while the keyring holds it, refused (401) once it is removed" {
+    local old="old1:$(newkey)" new="new2:$(newkey)" t_old t_new
+    other_gateway GW_TLS_PORT=0 TOKEN_KEYS="$old"
+    t_old=$(TOKEN_KEYS=$old "$GW_BIN/tokenctl" issue --sub 7 --scope tasks --ttl 600)
+    assert_equal "$(kid_of "$t_old")" old1
+    NOAUTH=1 http GET /api/tasks/x -H "Authorization: Bearer $t_old"
+    assert_equal "$status" 404 # past the authorizer: the route's own answer
+
+    # a new key goes first; the old one stays to verify
+    restart_gateway TOKEN_KEYS="$new,$old"
+    NOAUTH=1 http GET /api/tasks/x -H "Authorization: Bearer $t_old"
+    assert_equal "$status" 404
+    t_new=$(TOKEN_KEYS="$new,$old" "$GW_BIN/tokenctl" issue --sub 7 --scope tasks --ttl 600)
+    assert_equal "$(kid_of "$t_new")" new2
+    NOAUTH=1 http GET /api/tasks/x -H "Authorization: Bearer $t_new"
+    assert_equal "$status" 404
+
+    # the old key removed: its tokens are refused, the new key's are not
+    restart_gateway TOKEN_KEYS="$new"
+    NOAUTH=1 http GET /api/tasks/x -H "Authorization: Bearer $t_old"
+    assert_equal "$status" 401
+    assert_equal "$body" '{"detail":"Invalid token"}'
+    assert_regex "$headers" 'www-authenticate: bearer realm="api", error="invalid_token"'
+    NOAUTH=1 http GET /api/tasks/x -H "Authorization: Bearer $t_new"
+    assert_equal "$status" 404
+    # a token of the removed key's kid signed with the new key is no way back in
+    t_old=$(TOKEN_KEYS="old1:${new#new2:}" "$GW_BIN/tokenctl" issue --sub 7 --scope tasks --ttl 600)
+    NOAUTH=1 http GET /api/tasks/x -H "Authorization: Bearer $t_old"
+    assert_equal "$status" 401
+    other_gateway_done
+}
