@@ -213,10 +213,15 @@ PY
     assert_output --regexp '^ok [0-9]+ routes$'
 }
 
+# redis_back: Redis again, if a test before stopped it (the outage test
+# leaves it down), for the tests after it that need it
+redis_back() { redis_up || redis_launch; }
+
 # cors_lines: the last answer's CORS headers (and Vary), sorted, one a line
 cors_lines() { grep -E '^(access-control-[a-z-]+|vary):' <<<"$headers" | sort; }
 
 @test "CORS on every route's answers: an allowed origin gets exactly that origin once, with Vary; another origin no CORS header" {
+    redis_back
     local allowed='https://app.example.com' expose want req method path auth kind
     expose='access-control-expose-headers: x-request-id, location, link, retry-after, x-cache'
     # method path token? who-answers: the route, or the authorizer (a refusal)
@@ -291,6 +296,7 @@ cors_lines() { grep -E '^(access-control-[a-z-]+|vary):' <<<"$headers" | sort; }
 }
 
 @test "every program's environment holds exactly the secrets it needs: lighttpd its TLS key's path, each route the paths of its own" {
+    redis_back
     # what the harness itself exports (earlier gateways' keys and token,
     # Redis's URL for Celery) is no program's business here
     unset CELERY_URL GW_TOKEN_KEYS AUTH
@@ -362,6 +368,7 @@ kid_of() {
 }
 
 @test "key rotation through the gateway: a token of the previous key is accepted while the keyring holds it, refused (401) once it is removed" {
+    redis_back
     local old="old1:$(newkey)" new="new2:$(newkey)" t_old t_new
     other_gateway GW_TLS_PORT=0 TOKEN_KEYS="$old"
     t_old=$(TOKEN_KEYS=$old "$GW_BIN/tokenctl" issue --sub 7 --scope tasks --ttl 600)
