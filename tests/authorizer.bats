@@ -212,3 +212,190 @@ sys.exit(1 if missing else 0)
 PY
     assert_output --regexp '^ok [0-9]+ routes$'
 }
+
+# redis_back: Redis again, if a test before stopped it (the outage test
+# leaves it down), for the tests after it that need it
+redis_back() { redis_up || redis_launch; }
+
+# cors_lines: the last answer's CORS headers (and Vary), sorted, one a line
+cors_lines() { grep -E '^(access-control-[a-z-]+|vary):' <<<"$headers" | sort; }
+
+@test "CORS on every route's answers: an allowed origin gets exactly that origin once, with Vary; another origin no CORS header" {
+    redis_back
+    local allowed='https://app.example.com' expose want req method path auth kind
+    expose='access-control-expose-headers: x-request-id, location, link, retry-after, x-cache'
+    # method path token? who-answers: the route, or the authorizer (a refusal)
+    for req in 'GET /api/hello/x - route' 'GET /api/health - route' 'GET /api/ready - route' \
+        'POST /api/token - route' 'POST /api/users - route' 'GET /api/users/1 token route' \
+        'GET /api/tasks/x token route' 'GET /api/queues token route' \
+        'GET /api/users/1 - authorizer' 'GET /api/nope - authorizer' 'GET /api/queues bad authorizer'; do
+        read -r method path auth kind <<<"$req"
+        local args=(-H "Origin: $allowed")
+        [ "$method" = POST ] && args+=(-H 'Content-Type: application/json' -d '{}')
+        [ "$auth" = bad ] && args+=(-H 'Authorization: Bearer a.b.c')
+        NOAUTH=1
+        [ "$auth" = token ] && NOAUTH=0
+        NOAUTH=$NOAUTH http "$method" "$path" "${args[@]}"
+        echo "$req: $status"
+        if [ "$kind" = route ]; then
+            want=$(printf '%s\n' "access-control-allow-origin: $allowed" "$expose" 'vary: origin' | sort)
+            assert_not_equal "$req: $status" "$req: 401"
+        else
+            want=$(printf '%s\n' "access-control-allow-origin: $allowed" 'vary: origin')
+            assert_equal "$req: $status" "$req: 401"
+        fi
+        assert_equal "$req: $(cors_lines)" "$req: $want"
+        # another origin, or none: not one CORS header
+        for o in https://evil.example.com https://app.example.com/ HTTPS://APP.EXAMPLE.COM ''; do
+            args[1]="Origin: $o"
+            NOAUTH=$NOAUTH http "$method" "$path" "${args[@]}"
+            assert_equal "$req from '$o': $(grep '^access-control-' <<<"$headers")" "$req from '$o': "
+        done
+    done
+}
+
+@test "CORS preflights on every route: 204 with exactly the CORS headers for an allowed origin, 403 with none for another" {
+    local path want o
+    for path in /api/hello/x /api/health /api/ready /api/token /api/token/revoke /api/users /api/users/me \
+        /api/tasks/add /api/tasks/x /api/queues /api/nope; do
+        for o in https://app.example.com http://localhost:3000; do
+            NOAUTH=1 http OPTIONS "$path" -H "Origin: $o" -H 'Access-Control-Request-Method: POST' \
+                -H 'Access-Control-Request-Headers: authorization, content-type'
+            assert_equal "$path $o: $status" "$path $o: 204"
+            want=$(printf '%s\n' 'access-control-allow-headers: authorization, content-type, x-request-id' \
+                'access-control-allow-methods: get, post, patch, delete' "access-control-allow-origin: $o" \
+                'access-control-max-age: 600' 'vary: origin' | sort)
+            assert_equal "$path $o: $(cors_lines)" "$path $o: $want"
+            assert_equal "$path $o: $body" "$path $o: "
+        done
+        for o in https://evil.example.com http://localhost:3001 null; do
+            NOAUTH=1 http OPTIONS "$path" -H "Origin: $o" -H 'Access-Control-Request-Method: GET'
+            assert_equal "$path $o: $status" "$path $o: 403"
+            assert_equal "$path $o: $(grep '^access-control-' <<<"$headers")" "$path $o: "
+        done
+    done
+}
+
+@test "CORS_ORIGINS=*: any origin is answered with its own origin (never a literal *), preflights and responses" {
+    other_gateway CORS_ORIGINS='*'
+    local o
+    for o in https://evil.example.com http://localhost:9999; do
+        NOAUTH=1 http OPTIONS /api/users/1 -H "Origin: $o" -H 'Access-Control-Request-Method: GET'
+        assert_equal "$status" 204
+        run -0 grep '^access-control-allow-origin:' <<<"$headers"
+        assert_output "access-control-allow-origin: $o"
+        http GET /api/hello/x -H "Origin: $o"
+        assert_equal "$status" 200
+        run -0 grep '^access-control-allow-origin:' <<<"$headers"
+        assert_output "access-control-allow-origin: $o"
+    done
+    # no Origin: still no CORS header
+    http GET /api/hello/x
+    assert_equal "$(grep '^access-control-' <<<"$headers")" ""
+    other_gateway_done
+}
+
+@test "every program's environment holds exactly the secrets it needs: lighttpd its TLS key's path, each route the paths of its own" {
+    redis_back
+    # what the harness itself exports (earlier gateways' keys and token,
+    # Redis's URL for Celery) is no program's business here
+    unset CELERY_URL GW_TOKEN_KEYS AUTH
+    local tk fk
+    tk="k2:$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='),k1:$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')"
+    fk=$(head -c 32 /dev/urandom | base64 | tr '+/' '-_')
+    other_gateway TOKEN_KEYS="$tk" FERNET_KEYS="$fk" DATABASE_URL="postgresql:///app?host=/nowhere&password=pg-secret-$$"
+    local s=$GW_STATE/secrets/routes prog want pid n=0
+    local redis="REDIS_URL_FILE=$s/REDIS_URL" db="DATABASE_URL_FILE=$s/DATABASE_URL"
+    local tok="TOKEN_KEYS_FILE=$s/TOKEN_KEYS" fer="FERNET_KEYS_FILE=$s/FERNET_KEYS"
+    # every route program built, each with what doc/secrets.md says it reads
+    for prog in "$GW_CGI_BIN"/*; do
+        prog=${prog##*/}
+        case $prog in
+        auth) want=("$redis" "$tok") ;;
+        token) want=("$db" "$redis" "$tok") ;;
+        users) want=("$db" "$fer" "$redis") ;;
+        ready) want=("$db" "$redis") ;;
+        tasks | queues | metrics) want=("$redis") ;;
+        hello | health) want=() ;;
+        *) fail "$prog: no expected secrets in this test" ;;
+        esac
+        local pids
+        pids=$(route_pids "$prog")
+        assert_not_equal "$prog: $pids" "$prog: "
+        for pid in $pids; do
+            assert_equal "$prog $pid: $(secret_env "$pid")" \
+                "$prog $pid: $(printf '%s\n' "${want[@]}" | sort | sed '/^$/d')"
+            n=$((n + 1))
+        done
+    done
+    [ "$n" -ge 9 ] || fail "only $n route processes"
+    # the files hold the values given
+    assert_equal "$(cat "$s/TOKEN_KEYS")" "$tk"
+    assert_equal "$(cat "$s/FERNET_KEYS")" "$fk"
+    # lighttpd's master and its workers: the path of the TLS key it serves
+    # with, none of the routes' secrets, neither a name nor a value
+    local workers=0
+    for pid in "$GW_PID" $(pgrep -P "$GW_PID" -x lighttpd); do
+        assert_equal "lighttpd $pid: $(secret_env "$pid")" "lighttpd $pid: GW_TLS_KEY=$GW_STATE/tls/key.pem"
+        [ "$pid" = "$GW_PID" ] || workers=$((workers + 1))
+    done
+    assert_not_equal "$workers" 0
+    # and no value is anyone's environment
+    for pid in "$GW_PID" $(pgrep -P "$GW_PID"); do
+        assert_equal "$pid: $(tr '\0' '\n' <"/proc/$pid/environ" | grep -c -F -e "${tk#k2:}" -e "$fk" -e "pg-secret-$$" -e "$(redis_password)")" "$pid: 0"
+    done
+    other_gateway_done
+}
+
+# restart_gateway VAR=value...: stop the test's gateway and start it again
+# on its state dir and port with these settings, as an operator restarts
+# it after changing them
+restart_gateway() {
+    local port=${BASE##*:}
+    stop_gateway
+    env GW_STATE="$GW_STATE" GW_PORT="$port" GW_TLS_PORT=0 GW_CGI_BIN="$GW_CGI_BIN" GW_PROCS=1 "$@" \
+        "$REPO/scripts/gateway" >>"$GW_STATE/gateway.out" 2>&1 3>&- </dev/null &
+    GW_PID=$!
+    retry 50 0.1 gateway_answers || { cat "$GW_STATE/gateway.out" "$GW_STATE/log/error.log" >&2; return 1; }
+}
+
+# newkey: a signing key, 32 random bytes in URL-safe base64
+newkey() { head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '='; }
+
+# kid_of TOKEN: the kid in the token's header
+kid_of() {
+    /usr/bin/python3 -c 'import base64, json, sys; h = sys.argv[1].split(".")[0]; print(json.loads(base64.urlsafe_b64decode(h + "=" * (-len(h) % 4)))["kid"])' "$1"
+}
+
+@test "key rotation through the gateway: a token of the previous key is accepted while the keyring holds it, refused (401) once it is removed" {
+    redis_back
+    local old="old1:$(newkey)" new="new2:$(newkey)" t_old t_new
+    other_gateway GW_TLS_PORT=0 TOKEN_KEYS="$old"
+    t_old=$(TOKEN_KEYS=$old "$GW_BIN/tokenctl" issue --sub 7 --scope tasks --ttl 600)
+    assert_equal "$(kid_of "$t_old")" old1
+    NOAUTH=1 http GET /api/tasks/x -H "Authorization: Bearer $t_old"
+    assert_equal "$status" 404 # past the authorizer: the route's own answer
+
+    # a new key goes first; the old one stays to verify
+    restart_gateway TOKEN_KEYS="$new,$old"
+    NOAUTH=1 http GET /api/tasks/x -H "Authorization: Bearer $t_old"
+    assert_equal "$status" 404
+    t_new=$(TOKEN_KEYS="$new,$old" "$GW_BIN/tokenctl" issue --sub 7 --scope tasks --ttl 600)
+    assert_equal "$(kid_of "$t_new")" new2
+    NOAUTH=1 http GET /api/tasks/x -H "Authorization: Bearer $t_new"
+    assert_equal "$status" 404
+
+    # the old key removed: its tokens are refused, the new key's are not
+    restart_gateway TOKEN_KEYS="$new"
+    NOAUTH=1 http GET /api/tasks/x -H "Authorization: Bearer $t_old"
+    assert_equal "$status" 401
+    assert_equal "$body" '{"detail":"Invalid token"}'
+    assert_regex "$headers" 'www-authenticate: bearer realm="api", error="invalid_token"'
+    NOAUTH=1 http GET /api/tasks/x -H "Authorization: Bearer $t_new"
+    assert_equal "$status" 404
+    # a token of the removed key's kid signed with the new key is no way back in
+    t_old=$(TOKEN_KEYS="old1:${new#new2:}" "$GW_BIN/tokenctl" issue --sub 7 --scope tasks --ttl 600)
+    NOAUTH=1 http GET /api/tasks/x -H "Authorization: Bearer $t_old"
+    assert_equal "$status" 401
+    other_gateway_done
+}

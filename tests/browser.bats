@@ -135,3 +135,30 @@ res() { sed -n "s/^result: $1=//p" <<<"$output" | tail -n 1; }
     n=$(grep -c "Task tasks\.fail\[$ID\] failed" "$RUNNER_LOG" || true)
     assert_equal "$n" 2
 }
+
+@test "dashboard: a route's row counts its requests exactly, with a rate while they come and 0.00 once they stop, as /metrics has them" {
+    SHOT=routes
+    local n=30
+    browse routes /api/hello "$n"
+    assert_equal "$(res codes)" "{\"200\": $n}"
+    assert_equal "$(res total_after)" "$(($(res total_before) + n))"
+    assert_equal "$(res total_idle)" "$(res total_after)"
+    # each refresh that saw some shows a rate over its period (2 s or a bit
+    # more, never less): together over 0 and at most n / 2 per second
+    local rates sum
+    rates=$(res rates)
+    assert_regex "$rates" '^[0-9]+\.[0-9]{2}(,[0-9]+\.[0-9]{2})*$'
+    refute_regex ",$rates," ',0\.00,'
+    sum=$(awk -v r="$rates" 'BEGIN { k = split(r, a, ","); for (i = 1; i <= k; i++) s += a[i]; print s }')
+    assert awk -v s="$sum" -v n="$n" 'BEGIN { exit !(s <= n / 2 + 0.05 && s >= n / 10) }'
+    assert_equal "$(res idle_when_counted)" false
+    assert_regex "$(res p50)" '^[0-9.]+ (ms|s)$'
+    # greetings are no errors
+    assert_equal "$(res errors_after)" "$(res errors_before)"
+    # the page's count is the server's: every series of the route in /metrics
+    local shown
+    shown=$(res total_idle)
+    run -0 curl -s -m 10 "$BASE/metrics"
+    assert_equal "$(awk '/^http_requests_total\{.*route="\/api\/hello"/ { s += $2 } END { print s }' <<<"$output")" \
+        "$shown"
+}

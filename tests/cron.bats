@@ -566,3 +566,25 @@ EOF
     # the runner it started runs what beat sent
     retry 100 0.1 grep -q 'Task tasks.add\[.*\] succeeded in .*: 42' "$GW_STATE/log/runner.log"
 }
+
+@test "keepalive's runner and its workers hold Redis's URL and no other secret, whatever the settings file gave" {
+    # as cron runs it from a settings file with every secret of the stack,
+    # as values and as files
+    local d=$BATS_TEST_TMPDIR/secrets
+    mkdir -p "$d"
+    echo 'k1:c2VjcmV0LXRva2VuLWtleS1vZi10aGUtdGVzdA' >"$d/tk"
+    echo 'postgresql:///app?password=pg-secret' >"$d/db"
+    echo 'dGhpcy1pcy1hLWZlcm5ldC1rZXktb2YtMzItYnl0ZXM=' >"$d/fk"
+    run -0 env -i PATH="$PATH" GW_BIN="$GW_BIN" GW_STATE="$GW_STATE" RUNNER_ARGS="-c 2" \
+        REDIS_URL="$REDIS_URL" DATABASE_URL="$(cat "$d/db")" TOKEN_KEYS="$(cat "$d/tk")" \
+        FERNET_KEYS="$(cat "$d/fk")" DATABASE_URL_FILE="$d/db" TOKEN_KEYS_FILE="$d/tk" \
+        FERNET_KEYS_FILE="$d/fk" "$CRON/keepalive" 3>&-
+    kept_pid >>"$BATS_TEST_TMPDIR/kept"
+    assert_output --regexp '^keepalive: started queue-runner'
+    # the supervisor and its two workers
+    retry 50 0.1 eval '[ "$(runners | wc -l)" = 3 ]'
+    local p
+    for p in $(runners); do
+        assert_equal "$p: $(secret_env "$p")" "$p: REDIS_URL=$REDIS_URL"
+    done
+}

@@ -136,3 +136,12 @@ http() {
     body=$(cat "$out.body")
     headers=$(tr -d '\r' <"$out.head" | tr 'A-Z' 'a-z')
 }
+
+# secret_env PID: the settings in process PID's environment that are, or
+# name a file holding, a secret (any *URL, *KEY(S), *PASSWORD, *PASSWD,
+# *SECRET, *TOKEN, *CREDENTIALS, or such a name with _FILE), as NAME=value
+# lines, sorted: for exact comparisons, so that one too many fails.
+secret_env() {
+    tr '\0' '\n' <"/proc/$1/environ" |
+        grep -E '^([A-Z0-9_]*_)?(URL|KEYS?|PASSWORD|PASSWD|SECRET|TOKEN|CREDENTIALS)(_FILE)?=' | sort
+}

@@ -12,6 +12,7 @@
 load helpers
 load queue
 load pg
+load netns
 
 setup_file() {
     start_pg
@@ -41,6 +42,7 @@ teardown() {
         PROM_PID=
     fi
     queue_teardown || rc=1
+    hosts_down
     return "$rc"
 }
 
@@ -117,21 +119,47 @@ finished() {
     [ "$status" = 200 ] && [ "$(jget "$body" 'j["status"]')" = "$2" ]
 }
 
-# host_ipv4: this host's first non-loopback IPv4 address (empty if none)
-host_ipv4() {
-    local ip
-    for ip in $(hostname -I 2>/dev/null); do
-        [[ $ip =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] && [[ $ip != 127.* ]] && {
-            echo "$ip"
-            return 0
-        }
-    done
-    awk '/32 host LOCAL/ { print ip } { ip = $2 }' /proc/net/fib_trie 2>/dev/null |
-        grep -v '^127\.' | head -n 1
+# own_host: a network namespace of the test's own, so that a client with a
+# non-loopback address exists on any machine (a bare CI box has none of its
+# own): its loopback, and an eth0 (a veth whose peer eth1 stays beside it)
+# holding a private address of the test's choosing. Nothing is added to the
+# machine's own network. Sets NS, NS_IP (eth0's address), NS_IP2 (a second
+# one on eth0), NS_PREFIX (the command prefix that runs in the namespace).
+own_host() {
+    NS=apistack-$(od -An -N4 -tx1 /dev/urandom | tr -d ' \n')-m
+    local net=10.$((RANDOM % 200 + 20)).$((RANDOM % 250 + 1))
+    NS_IP=$net.1 NS_IP2=$net.2
+    echo "$NS" >"$BATS_TEST_TMPDIR/netns" # hosts_down deletes it
+    ip netns add "$NS"
+    in_ns "$NS" ip link set lo up
+    in_ns "$NS" ip link add eth0 type veth peer name eth1
+    in_ns "$NS" ip addr add "$NS_IP/24" dev eth0
+    in_ns "$NS" ip addr add "$NS_IP2/24" dev eth0
+    in_ns "$NS" ip link set eth1 up
+    in_ns "$NS" ip link set eth0 up
+    NS_PREFIX="nsenter --net=/run/netns/$NS --"
 }
 
-# code_from IP URL: the status of GET URL from source address IP
-code_from() { curl -s -o /dev/null -m 5 -w '%{http_code}' --interface "$1" "$2"; }
+# own_host_gateway [VAR=value ...]: scripts/gateway in own_host's namespace,
+# on every address there (port 8080, no TLS); sets GW_STATE, GW_PID and BASE
+# (its loopback address) as start_gateway does, for stop_route_gateway
+own_host_gateway() {
+    GW_STATE=$(mktemp -d "$TEST_TMP/gw.XXXXXX")
+    BASE=http://127.0.0.1:8080
+    export GW_STATE BASE
+    # nsenter execs the gateway in place: its pid is lighttpd's
+    nsenter --net="/run/netns/$NS" -- env GW_STATE="$GW_STATE" GW_BIND=0.0.0.0 GW_PORT=8080 \
+        GW_TLS_PORT=0 GW_CGI_BIN="$GW_CGI_BIN" GW_PROCS=1 "$@" \
+        "$REPO/scripts/gateway" >"$GW_STATE/gateway.out" 2>&1 3>&- </dev/null &
+    GW_PID=$!
+    export GW_PID
+    retry 100 0.1 eval "$NS_PREFIX curl -sf -o /dev/null $BASE/api/hello/world" ||
+        { cat "$GW_STATE/gateway.out" "$GW_STATE/log/error.log" >&2; return 1; }
+}
+
+# code_from IP URL [curl args...]: the status of GET URL from source address
+# IP, on own_host
+code_from() { $NS_PREFIX curl -s -o /dev/null -m 5 -w '%{http_code}' --interface "$1" "${@:3}" "$2"; }
 
 @test "promtool check metrics passes after mixed traffic; every metric family is there" {
     start_gateway
@@ -489,42 +517,42 @@ code_from() { curl -s -o /dev/null -m 5 -w '%{http_code}' --interface "$1" "$2";
 }
 
 @test "/metrics and the status pages: loopback and GW_METRICS_ALLOW only (403 otherwise)" {
-    local ip
-    ip=$(host_ipv4)
-    [ -n "$ip" ] || skip "this host has no non-loopback IPv4 address to be a remote client from"
-    # listening on every address: 127.0.0.1 is loopback, $ip is not
-    start_gateway GW_BIND=0.0.0.0
-    local port=${BASE##*:} path
+    # the gateway on a host of the test's own, where NS_IP is a client that
+    # is not loopback
+    own_host
+    own_host_gateway
+    local ip=$NS_IP port=8080 path
     for path in /metrics /server-status /server-statistics; do
-        assert_equal "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$BASE$path")" 200
-        assert_equal "$(code_from 127.0.0.1 "http://127.0.0.1:$port$path")" 200
-        assert_equal "$(code_from 127.0.0.2 "http://127.0.0.1:$port$path")" 200 # all of 127/8
-        assert_equal "$(code_from "$ip" "http://$ip:$port$path")" 403
-        assert_equal "$(code_from "$ip" "http://$ip:$port$path?x=1")" 403
-        assert_equal "$(code_from "$ip" "http://$ip:$port$path/")" 403
+        assert_equal "$path: $(code_from 127.0.0.1 "http://127.0.0.1:$port$path")" "$path: 200"
+        assert_equal "$path: $(code_from 127.0.0.2 "http://127.0.0.1:$port$path")" "$path: 200" # all of 127/8
+        assert_equal "$path: $(code_from "$ip" "http://$ip:$port$path")" "$path: 403"
+        assert_equal "$path: $(code_from "$ip" "http://$ip:$port$path?x=1")" "$path: 403"
+        assert_equal "$path: $(code_from "$ip" "http://$ip:$port$path/")" "$path: 403"
+        # the address a client connects to does not matter, where it comes from does
+        assert_equal "$path: $(code_from "$ip" "http://127.0.0.1:$port$path")" "$path: 403"
     done
     assert_equal "$(code_from "$ip" "http://$ip:$port/api/hello/far")" 200
-    run -0 curl -s -m 5 --interface "$ip" "http://$ip:$port/metrics"
+    run -0 $NS_PREFIX curl -s -m 5 --interface "$ip" "http://$ip:$port/metrics"
     assert_output '{"detail":"Forbidden"}'
     # no header makes a remote client local
-    assert_equal "$(curl -s -o /dev/null -m 5 -w '%{http_code}' --interface "$ip" \
-        -H 'X-Forwarded-For: 127.0.0.1' -H 'X-Real-IP: 127.0.0.1' "http://$ip:$port/metrics")" 403
+    assert_equal "$(code_from "$ip" "http://$ip:$port/metrics" \
+        -H 'X-Forwarded-For: 127.0.0.1' -H 'X-Real-IP: 127.0.0.1')" 403
     # nor does another spelling of the path
     for path in //metrics /./metrics /api/../metrics /%6detrics /server-status%2F; do
-        assert_equal "$(curl -s -o /dev/null -m 5 -w '%{http_code}' --path-as-is \
-            --interface "$ip" "http://$ip:$port$path")" 403
+        assert_equal "$path: $(code_from "$ip" "http://$ip:$port$path" --path-as-is)" "$path: 403"
     done
     stop_route_gateway
 
-    start_gateway GW_BIND=0.0.0.0 GW_METRICS_ALLOW="$ip/32"
-    port=${BASE##*:}
+    own_host_gateway GW_METRICS_ALLOW="$ip/32"
     for path in /metrics /server-status /server-statistics; do
-        assert_equal "$(code_from "$ip" "http://$ip:$port$path")" 200
-        assert_equal "$(curl -s -o /dev/null -m 5 -w '%{http_code}' "$BASE$path")" 200
+        assert_equal "$path: $(code_from "$ip" "http://$ip:$port$path")" "$path: 200"
+        assert_equal "$path: $(code_from 127.0.0.1 "http://127.0.0.1:$port$path")" "$path: 200"
+        # the network allowed, and no more of it
+        assert_equal "$path: $(code_from "$NS_IP2" "http://$ip:$port$path")" "$path: 403"
     done
     assert_equal "$(code_from "$ip" "http://$ip:$port/api/hello/far")" 200
-    run -0 curl -s -m 5 --interface "$ip" "http://$ip:$port/metrics"
-    [[ $output == *'# TYPE http_requests_total counter'* ]]
+    run -0 $NS_PREFIX curl -s -m 5 --interface "$ip" "http://$ip:$port/metrics"
+    assert_output --partial '# TYPE http_requests_total counter'
 }
 
 @test "/server-statistics lists lighttpd's FastCGI backends; /server-status answers" {

@@ -242,3 +242,33 @@ part_json() {
     http GET /api/token/revoke
     assert_equal "$status" 405
 }
+
+@test "the per-address cap counts successes too, and starts over when LOGIN_WINDOW ends" {
+    local main_base=$BASE main_pid=$GW_PID main_state=$GW_STATE i
+    start_gateway GW_PROCS=1 LOGIN_PER_ADDR=3 LOGIN_WINDOW=3
+    # three attempts in the window, two of them right: the fourth is refused
+    login 'grant_type=password&username=alice&password=wonderland' --interface 127.0.0.4
+    assert_equal "$status" 200
+    login 'grant_type=password&username=nobody&password=guess' --interface 127.0.0.4
+    assert_equal "$status" 400
+    login 'grant_type=password&username=alice&password=wonderland' --interface 127.0.0.4
+    assert_equal "$status" 200
+    login 'grant_type=password&username=alice&password=wonderland' --interface 127.0.0.4
+    assert_equal "$status" 429
+    local ra
+    ra=$(retry_after)
+    assert_regex "$ra" '^[123]$'
+    # once the window is over (within its 3 s), a new one: three more
+    local t0=$SECONDS
+    waits_out 'grant_type=password&username=alice&password=wonderland' --interface 127.0.0.4
+    assert_equal "$status" 200
+    assert [ $((SECONDS - t0)) -le 4 ]
+    for i in 2 3; do
+        login 'grant_type=password&username=alice&password=wonderland' --interface 127.0.0.4
+        assert_equal "$i: $status" "$i: 200"
+    done
+    login 'grant_type=password&username=alice&password=wonderland' --interface 127.0.0.4
+    assert_equal "$status" 429
+    stop_gateway
+    BASE=$main_base GW_PID=$main_pid GW_STATE=$main_state
+}

@@ -13,6 +13,7 @@ on any. Chromium is always killed at the end (its whole process group).
 usage: cdp.py docs      BASE_URL USER PASS OUTDIR
        cdp.py dashboard BASE_URL USER PASS OUTDIR
        cdp.py failed    BASE_URL USER PASS OUTDIR TASK_ID
+       cdp.py routes    BASE_URL USER PASS OUTDIR ROUTE N
        cdp.py smoke     URL OUTDIR            (load a page, screenshot, no errors)
 
 Prints one "screenshot: PATH" line per screenshot, "result: KEY=VALUE"
@@ -30,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 
 import websocket  # python3-websocket (websocket-client)
@@ -536,6 +538,69 @@ def scenario_failed(b, base, user, password, task_id):
     b.check_clean()
 
 
+def route_row(b, route):
+    """table#routes tr[data-route=ROUTE] as shown: its cells' text by class,
+    and "idle" (the row's class); None if there is no such row."""
+    return b.js(ROUTE_ROW % json.dumps("table#routes tr[data-route=%s]" % json.dumps(route)))
+
+
+ROUTE_ROW = """(function(){var r=document.querySelector(%s); if(!r) return null;
+    var o={idle: r.classList.contains('idle')};
+    ['route','rate','p50','p99','total','errors','in-flight'].forEach(function(c){
+      var d=r.querySelector('td.'+c); o[c]=d?d.textContent.trim():null}); return o})()"""
+
+
+def wait_route_idle(b, route, what):
+    """Until the route's row shows a rate of 0.00 and is marked idle: a
+    refresh that compared two scrapes and saw no request to it."""
+    row = ROUTE_ROW % json.dumps("table#routes tr[data-route=%s]" % json.dumps(route))
+    return b.wait("(function(){var r=%s; return r && r.rate === '0.00' && r.idle ? r : null})()" % row,
+                  "table#routes row %s %s" % (route, what), timeout=15)
+
+
+def scenario_routes(b, base, user, password, route, n):
+    """N requests to ROUTE (GET ROUTE/rI, sent from here, not by the page)
+    while the dashboard is open. Results: the row's request count before
+    and once it has them all, every rate shown while they came in (one per
+    refresh that saw some), and the row after a refresh without any."""
+    n = int(n)
+    dashboard_open(b, base, user, password)
+    before = wait_route_idle(b, route, "idle before the requests")
+    result("total_before", before["total"])
+    result("errors_before", before["errors"])
+    b.shot("routes-before")
+    codes = {}
+    for i in range(n):
+        try:
+            with urllib.request.urlopen("%s%s/r%d" % (base, route, i), timeout=10) as r:
+                codes[r.status] = codes.get(r.status, 0) + 1
+        except urllib.error.HTTPError as e:
+            codes[e.code] = codes.get(e.code, 0) + 1
+    result("codes", json.dumps(codes, sort_keys=True))
+    want = int(before["total"]) + n
+    # each refresh's figures as the row's count changes, until it has them all
+    rates, last, row = [], before["total"], before
+    deadline = time.time() + WAIT
+    while int(last) < want:
+        if time.time() > deadline:
+            b.shot("routes-timeout")
+            raise Failure("table#routes row %s: %s requests, want %d" % (route, last, want))
+        b.pump(0.1)
+        row = route_row(b, route)
+        if row["total"] != last:
+            last = row["total"]
+            rates.append(row["rate"])
+    b.shot("routes-counted")
+    result("total_after", last)
+    result("rates", ",".join(rates))
+    result("idle_when_counted", json.dumps(row["idle"]))
+    result("p50", row["p50"])
+    after = wait_route_idle(b, route, "idle again after the requests")
+    result("total_idle", after["total"])
+    result("errors_after", after["errors"])
+    b.check_clean()
+
+
 def scenario_smoke(b, url):
     b.navigate(url)
     b.shot("loaded")
@@ -543,12 +608,12 @@ def scenario_smoke(b, url):
 
 
 def main(argv):
-    usage = {"docs": 4, "dashboard": 4, "failed": 5, "smoke": 2}
+    usage = {"docs": 4, "dashboard": 4, "failed": 5, "routes": 6, "smoke": 2}
     if len(argv) < 2 or argv[1] not in usage or len(argv) - 2 != usage[argv[1]]:
         print(__doc__, file=sys.stderr)
         return 2
     name, args = argv[1], argv[2:]
-    outdir = args[-1] if name != "failed" else args[3]
+    outdir = args[3] if name in ("failed", "routes") else args[-1]
     prefix = os.environ.get("SHOT_PREFIX", name)
     b = Browser(outdir, prefix)
 
@@ -566,6 +631,8 @@ def main(argv):
             scenario_dashboard(b, args[0].rstrip("/"), args[1], args[2])
         elif name == "failed":
             scenario_failed(b, args[0].rstrip("/"), args[1], args[2], args[4])
+        elif name == "routes":
+            scenario_routes(b, args[0].rstrip("/"), args[1], args[2], args[4], args[5])
         else:
             scenario_smoke(b, args[0])
         for n in b.notes:
