@@ -49,8 +49,32 @@ teardown_file() {
         kill -TERM -- "-$pgid" 2>/dev/null
         retry 600 0.1 gone "$pgid" || kill -KILL -- "-$pgid" 2>/dev/null
     fi
-    [ ! -f "$CHECKOUT.holder" ] || kill "$(cat "$CHECKOUT.holder")" 2>/dev/null || true
+    # what a failed test may leave: processes of a stack (each holds the
+    # lock: scripts/run gone, or a stack of a second make run), a bare Redis
+    local p
+    for p in $(lock_holders) $(cat "$CHECKOUT.extra" 2>/dev/null); do
+        kill -TERM "$p" 2>/dev/null
+    done
+    retry 100 0.1 no_lock_holders || kill -KILL $(lock_holders) 2>/dev/null
     check_logs "$RUN_STATE"
+}
+
+# lock_holders: the processes that have var/run.lock open
+lock_holders() {
+    find /proc/[0-9]*/fd -lname "$RUN_STATE/run.lock" 2>/dev/null | cut -d/ -f3 | sort -un
+}
+no_lock_holders() { [ -z "$(lock_holders)" ]; }
+
+# nofds CMD...: exec CMD with no descriptor above 2: bats waits for every
+# process that holds one of its pipes, and a stack a failed test leaves
+# behind must not hang the suite
+nofds() {
+    local fd
+    for fd in /proc/$BASHPID/fd/*; do
+        fd=${fd##*/}
+        [ "$fd" -le 2 ] || eval "exec $fd>&-"
+    done
+    exec "$@"
 }
 
 # start_make_run: `make run` in CHECKOUT as a shell starts a job: a process
@@ -64,8 +88,8 @@ start_make_run() {
     (
         set -m
         cd "$CHECKOUT"
-        env -u GW_CGI_BIN -u GW_BIN PORT="$RUN_PORT" GW_TLS_PORT=0 REDIS_PORT="$RUN_REDIS_PORT" \
-            make run >>"$CHECKOUT.out" 2>&1 3>&- </dev/null &
+        nofds env -u GW_CGI_BIN -u GW_BIN PORT="$RUN_PORT" GW_TLS_PORT=0 \
+            REDIS_PORT="$RUN_REDIS_PORT" make run >>"$CHECKOUT.out" 2>&1 </dev/null &
         echo $! >"$CHECKOUT.pgid"
     )
     if ! retry 900 0.1 ready_since "$from"; then
@@ -316,7 +340,7 @@ psql_app() { psql -X -q -tA -v ON_ERROR_STOP=1 "$(cat "$RUN_STATE/secrets/databa
     local port2 redis2
     port2=$(free_port)
     redis2=$(free_port)
-    run -2 timeout 60 env -u GW_CGI_BIN -u GW_BIN PORT="$port2" GW_TLS_PORT=0 REDIS_PORT="$redis2" \
+    run -2 nofds timeout 60 env -u GW_CGI_BIN -u GW_BIN PORT="$port2" GW_TLS_PORT=0 REDIS_PORT="$redis2" \
         make -C "$CHECKOUT" --no-print-directory run
     assert_line "run: a stack is already running from $RUN_STATE (pid $pid, http://127.0.0.1:$RUN_PORT/); stop it first (Ctrl-C in its terminal, or kill $pid)"
     refute_output --partial stopping
@@ -429,8 +453,9 @@ sleep_task() {
     run -0 flock -n "$RUN_STATE/run.lock" true
     # what the next start would find: Redis alone on the same data
     REDIS_DIR=$RUN_STATE/redis REDIS_PORT=0 REDIS_PASSWORD_FILE=$RUN_STATE/secrets/redis-password \
-        "$CHECKOUT/scripts/redis" 3>&- </dev/null &
+        nofds "$CHECKOUT/scripts/redis" </dev/null &
     local redis=$!
+    echo "$redis" >>"$CHECKOUT.extra"
     retry 50 0.1 rcli ping
     run -0 meta "$id"
     assert_output --regexp '"status":"SUCCESS","result":3,'
@@ -447,12 +472,11 @@ sleep_task() {
     # a process holding the lock, the file naming a pid that is gone
     run -0 flock -n "$RUN_STATE/run.lock" true
     printf '%s\n%s\n' 999999999 "http://127.0.0.1:$RUN_PORT/" >"$RUN_STATE/run.lock"
-    flock "$RUN_STATE/run.lock" sleep 60 3>&- </dev/null &
-    echo $! >"$CHECKOUT.holder"
+    nofds flock "$RUN_STATE/run.lock" sleep 60 </dev/null &
+    local holder=$!
     retry 50 0.1 bash -c '! flock -n "$1" true' _ "$RUN_STATE/run.lock"
-    run -2 timeout 60 env -u GW_CGI_BIN -u GW_BIN PORT="$RUN_PORT" GW_TLS_PORT=0 \
+    run -2 nofds timeout 60 env -u GW_CGI_BIN -u GW_BIN PORT="$RUN_PORT" GW_TLS_PORT=0 \
         REDIS_PORT="$RUN_REDIS_PORT" make -C "$CHECKOUT" --no-print-directory run
-    assert_output --regexp "run: processes of an earlier stack still hold $RUN_STATE \(its pid 999999999 is gone; http://127.0.0.1:$RUN_PORT/\): .*\b$(cat "$CHECKOUT.holder")\b"
-    kill "$(cat "$CHECKOUT.holder")"
-    rm -f "$CHECKOUT.holder"
+    assert_output --regexp "run: processes of an earlier stack still hold $RUN_STATE \(its pid 999999999 is gone; http://127.0.0.1:$RUN_PORT/\): .*\b$holder\b"
+    kill "$holder"
 }
