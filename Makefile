@@ -90,8 +90,7 @@ unit: $(UNITS) $(REPLAY) $(TOUT)/jget
 # make run: install what is missing, build, run the stack in the foreground.
 run:
 	@scripts/deps run
-	@$(MAKE) --no-print-directory all
-	@scripts/run
+	@scripts/run --build
 
 # make test: both builds, then unit tests, fuzz regressions and bats suites
 # against a real lighttpd, for each build.

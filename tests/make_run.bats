@@ -343,10 +343,19 @@ psql_app() { psql -X -q -tA -v ON_ERROR_STOP=1 "$(cat "$RUN_STATE/secrets/databa
     local port2 redis2
     port2=$(free_port)
     redis2=$(free_port)
+    # a changed source: the refused make run builds nothing either (the
+    # running stack's programs are not relinked under it)
+    local built
+    built=$(stat -c %Y "$CHECKOUT/cgi-bin/hello")
+    touch -r "$CHECKOUT/fcgi/hello.c" "$BATS_TEST_TMPDIR/hello.c.time"
+    touch -d '+2 seconds' "$CHECKOUT/fcgi/hello.c"
     run -2 nofds timeout 60 env -u GW_CGI_BIN -u GW_BIN PORT="$port2" GW_TLS_PORT=0 REDIS_PORT="$redis2" \
         make -C "$CHECKOUT" --no-print-directory run
     assert_line "run: a stack is already running from $RUN_STATE (pid $pid, http://127.0.0.1:$RUN_PORT/); stop it first (Ctrl-C in its terminal, or kill $pid)"
     refute_output --partial stopping
+    touch -r "$BATS_TEST_TMPDIR/hello.c.time" "$CHECKOUT/fcgi/hello.c"
+    run -0 stat -c %Y "$CHECKOUT/cgi-bin/hello"
+    assert_output "$built"
     # nothing changed: its metrics (not reset), its lock, no second Redis
     # or lighttpd, and it still answers
     run -0 ls -i "$RUN_STATE/metrics"
