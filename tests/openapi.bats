@@ -145,8 +145,9 @@ print(re.sub(r"\{([^}/]+)\}", lambda m: ex[m.group(1)], t))' "$SPEC" "$1"
 }
 
 @test "security: protected operations answer 401 without a token, public ones do not" {
-    local method template url args
+    local method template url args n=0
     while read -r method template; do
+        n=$((n + 1))
         url=$(example_path "$template")
         args=()
         [[ $method == POST || $method == PATCH ]] && args=(--data-binary '')
@@ -157,6 +158,9 @@ print(re.sub(r"\{([^}/]+)\}", lambda m: ex[m.group(1)], t))' "$SPEC" "$1"
             [ "$status" != 401 ] || { echo "$method $url is public in the spec, got 401"; false; }
         fi
     done < <(spec '"\n".join(m.upper() + " " + p for p, i in j["paths"].items() for m in i)')
+    # the list came through (an empty one checks nothing)
+    assert_equal "$n" "$(spec 'sum(len(i) for i in j["paths"].values())')"
+    assert [ "$n" -ge 20 ]
 }
 
 @test "hello, health, ready, metrics: answers validate" {
