@@ -65,16 +65,7 @@ stop_kept() {
 # runners: this test's live queue-runner processes (leftover_runners, also
 # when the binary was rebuilt under them: "(deleted)"); supervisors: those
 # of them whose parent is no queue-runner (the rest are workers)
-runners() {
-    local p exe
-    for p in /proc/[0-9]*; do
-        exe=$(readlink "$p/exe" 2>/dev/null) || continue
-        [ "${exe% (deleted)}" = "$GW_BIN/queue-runner" ] || continue
-        if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "REDIS_URL=$REDIS_URL"; then
-            echo "${p#/proc/}"
-        fi
-    done
-}
+runners() { leftover_runners; }
 
 supervisors() {
     local p pp exe

@@ -91,6 +91,19 @@ route_pids() {
     pgrep -P "$GW_PID" -f "^$GW_CGI_BIN/${1-}" 2>/dev/null || true
 }
 
+# pids_of_exe EXE: the processes running the binary EXE (also when a
+# rebuild replaced it under them: "(deleted)"). Found by command name first:
+# one pgrep, not a readlink per process of the host, which in teardowns'
+# retry loops cost more CPU than some suites' tests.
+pids_of_exe() {
+    local p exe name=${1##*/}
+    for p in $(pgrep -x "${name:0:15}"); do
+        exe=$(readlink "/proc/$p/exe" 2>/dev/null) || continue
+        if [ "${exe% (deleted)}" = "$1" ]; then echo "$p"; fi
+    done
+    return 0
+}
+
 # rss_kb PID: the process's resident memory in kB (the memory suites).
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$1/status"; }
 

@@ -148,16 +148,13 @@ runner_log_of() {
 # leftover_runners: pids of queue-runner processes (supervisors and workers)
 # of this test's build talking to this test's redis.
 leftover_runners() {
-    local p exe
-    for p in /proc/[0-9]*; do
-        exe=$(readlink "$p/exe" 2>/dev/null) || continue
-        # "(deleted)": the binary was rebuilt while it ran
-        [ "$exe" = "$GW_BIN/queue-runner" ] || [ "$exe" = "$GW_BIN/queue-runner (deleted)" ] ||
-            continue
-        if tr '\0' '\n' <"$p/environ" 2>/dev/null | grep -qxF "REDIS_URL=$REDIS_URL"; then
-            echo "${p#/proc/}"
+    local p
+    for p in $(pids_of_exe "$GW_BIN/queue-runner"); do
+        if tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qxF "REDIS_URL=$REDIS_URL"; then
+            echo "$p"
         fi
     done
+    return 0
 }
 
 # start_celery_worker [ARGS...]: a real Python Celery worker (tests/celery/
