@@ -121,10 +121,10 @@ finished() {
 host_ipv4() {
     local ip
     for ip in $(hostname -I 2>/dev/null); do
-        [[ $ip =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] && [[ $ip != 127.* ]] && {
+        if [[ $ip =~ ^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$ ]] && [[ $ip != 127.* ]]; then
             echo "$ip"
             return 0
-        }
+        fi
     done
     awk '/32 host LOCAL/ { print ip } { ip = $2 }' /proc/net/fib_trie 2>/dev/null |
         grep -v '^127\.' | head -n 1
