@@ -125,6 +125,7 @@ lint:
 	    --suppress=missingIncludeSystem --error-exitcode=1 lib fcgi src
 	@! grep -nE '\b(sprintf|vsprintf|strcpy|strcat|gets|atoi|atol|strtok)\s*\(' \
 	    lib/*.[ch] fcgi/*.c src/*.c tests/*.c tests/unit/*.c tests/fuzz/*.c || { echo "lint: banned function"; exit 1; }
+	@tests/lint-bats
 	@echo "lint: ok"
 
 clean:

@@ -924,6 +924,7 @@ import base64, sys
 k = base64.urlsafe_b64decode(sys.argv[1]); o = base64.urlsafe_b64decode(sys.argv[2])
 e = lambda b: base64.urlsafe_b64encode(b).decode()
 print(e(o[:16] + k[16:]), e(k[16:] + k[:16]), e(k[:16] + k[:16]))' "$k" "$other")
+    [ -n "$doubled" ] || fail "no keys made"
     for kk in "$same_aes" "$swapped" "$doubled" "$other"; do
         run --separate-stderr "$FERNET" decrypt --key "$kk" <<<"$tok"
         fernet_refused

@@ -90,7 +90,7 @@ other_gateway_done() {
         echo "$o"
         assert_equal "$status" 403
         assert_equal "$body" '{"detail":"Origin not allowed"}'
-        ! grep -q '^access-control-' <<<"$headers"
+        refute grep -q '^access-control-' <<<"$headers"
     done
 }
 
@@ -108,10 +108,10 @@ other_gateway_done() {
     grep -qx 'access-control-allow-origin: https://app.example.com' <<<"$headers"
     http GET /api/hello/x -H 'Origin: https://evil.example.com'
     assert_equal "$status" 200
-    ! grep -q '^access-control-' <<<"$headers"
+    refute grep -q '^access-control-' <<<"$headers"
     # a client cannot hand the route an origin (or an identity) itself
     http GET /api/hello/x -H 'Cors-Origin: https://evil.example.com' -H 'Variable-CORS_ORIGIN: x'
-    ! grep -q '^access-control-' <<<"$headers"
+    refute grep -q '^access-control-' <<<"$headers"
 }
 
 @test "CORS_ORIGINS unset: no cross-origin access at all" {
@@ -120,7 +120,7 @@ other_gateway_done() {
     assert_equal "$status" 403
     http GET /api/hello/x -H 'Origin: https://app.example.com'
     assert_equal "$status" 200
-    ! grep -q '^access-control-' <<<"$headers"
+    refute grep -q '^access-control-' <<<"$headers"
     other_gateway_done
 }
 
@@ -158,21 +158,21 @@ other_gateway_done() {
             echo "$prog $pid"
             seen=$((seen + 1))
             # as files (doc/secrets.md): the value is no one's environment
-            ! grep -q '^\(TOKEN_KEYS\|FERNET_KEYS\|DATABASE_URL\|REDIS_URL\)=' <<<"$env"
+            refute grep -q '^\(TOKEN_KEYS\|FERNET_KEYS\|DATABASE_URL\|REDIS_URL\)=' <<<"$env"
             case $prog in
             auth | token) grep -qx "TOKEN_KEYS_FILE=$GW_STATE/secrets/routes/TOKEN_KEYS" <<<"$env" ;;
-            *) ! grep -q '^TOKEN_KEYS_FILE=' <<<"$env" ;;
+            *) refute grep -q '^TOKEN_KEYS_FILE=' <<<"$env" ;;
             esac
-            if [ "$prog" = users ]; then grep -q '^FERNET_KEYS_FILE=' <<<"$env"; else ! grep -q '^FERNET_KEYS_FILE=' <<<"$env"; fi
+            if [ "$prog" = users ]; then grep -q '^FERNET_KEYS_FILE=' <<<"$env"; else refute grep -q '^FERNET_KEYS_FILE=' <<<"$env"; fi
             case $prog in
             users | token | ready) grep -q '^DATABASE_URL_FILE=' <<<"$env" ;;
-            *) ! grep -q '^DATABASE_URL_FILE=' <<<"$env" ;;
+            *) refute grep -q '^DATABASE_URL_FILE=' <<<"$env" ;;
             esac
             case $prog in
-            hello | health) ! grep -q '^REDIS_URL_FILE=' <<<"$env" ;;
+            hello | health) refute grep -q '^REDIS_URL_FILE=' <<<"$env" ;;
             *) grep -q '^REDIS_URL_FILE=' <<<"$env" ;;
             esac
-            ! grep -q '^GW_\(BIND\|PORT\|PROCS\)=' <<<"$env"
+            refute grep -q '^GW_\(BIND\|PORT\|PROCS\)=' <<<"$env"
         done
     done
     [ "$seen" -ge 8 ]

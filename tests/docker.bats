@@ -280,7 +280,8 @@ run_migrate() { run_service migrate DATABASE_URL="$DATABASE_URL"; }
     retry 50 0.1 grep -q "hello - INFO - GET /api/hello/docker 200 .* request_id=$rid" \
         "$DOCKER_TMP/gateway.out"
     grep -q '(server.c.[0-9]*) server started' "$DOCKER_TMP/gateway.out"
-    [ ! -e "$state/log/routes.log" ] && [ ! -e "$state/log/error.log" ]
+    [ ! -e "$state/log/routes.log" ]
+    [ ! -e "$state/log/error.log" ]
     # the development keys it made (TOKEN_KEYS is empty in the compose file),
     # in its state, the user's only
     [ -s "$state/secrets/token-keys" ]

@@ -202,7 +202,8 @@ smoke() {
         cron/keepalive; do
         [ -e "$lib/$f" ] || { echo "missing $lib/$f"; false; }
     done
-    [ -x "$lib/cgi-bin/hello" ] && [ -x "$lib/scripts/gateway" ]
+    [ -x "$lib/cgi-bin/hello" ]
+    [ -x "$lib/scripts/gateway" ]
     [ -f "$d/etc/lighttpd/conf-available/50-apistack.conf" ]
     [ -f "$d/etc/lighttpd/conf-available/50-apistack-cgi.conf" ]
     # nothing outside DESTDIR, and no file names DESTDIR

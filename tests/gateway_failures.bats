@@ -12,7 +12,7 @@ setup() {
 }
 
 teardown() {
-    [ -n "${ROUTE_PID:-}" ] && kill -CONT "$ROUTE_PID" 2>/dev/null
+    if [ -n "${ROUTE_PID:-}" ]; then kill -CONT "$ROUTE_PID" 2>/dev/null; fi
     stop_gateway
 }
 
@@ -21,7 +21,7 @@ teardown() {
     retry 50 0.1 gateway_answers
     local new
     new=$(route_pids hello)
-    [ -n "$new" ] && [ "$new" != "$ROUTE_PID" ]
+    [ -n "$new" ] && [ "$new" != "$ROUTE_PID" ] || fail "hello not respawned: '$new' (was $ROUTE_PID)"
     http GET /api/hello/again
     assert_equal "$status" 200
 }

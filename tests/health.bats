@@ -141,7 +141,7 @@ migrations_in() {
     assert_equal "$(check migrations)" "{\"status\":\"ok\",\"applied\":$n}"
     assert_equal "$(jget "$body" 'j["checks"]["runner"]["alive"]')" 1
     age=$(jget "$body" 'j["checks"]["runner"]["heartbeat_age_ms"]')
-    [ "$age" -ge 0 ] && [ "$age" -le 2000 ]
+    [ "$age" -ge 0 ] && [ "$age" -le 2000 ] || fail "heartbeat_age_ms $age"
     [[ $headers == *"cache-control: no-store"* ]]
     # alive counts every runner within the lease
     RUNNER_LEASE=2 start_runner -c 1
@@ -201,8 +201,8 @@ migrations_in() {
         assert_equal "$(check redis)" '{"status":"fail","detail":"timed out"}'
     done
     assert_equal "$s1 $status" "503 503"
-    [ "$first" -ge 450 ] && [ "$first" -lt 1000 ]
-    [ "$ms" -ge 450 ] && [ "$ms" -lt 1000 ]
+    [ "$first" -ge 450 ] && [ "$first" -lt 1000 ] || fail "first took $first ms"
+    [ "$ms" -ge 450 ] && [ "$ms" -lt 1000 ] || fail "the next took $ms ms"
     retry 100 0.1 ready_is 200
 }
 
@@ -244,7 +244,7 @@ migrations_in() {
         assert_equal "$(check postgres)" '{"status":"fail","detail":"timed out"}'
     done
     assert_equal "$s1 $status" "503 503"
-    [ "$first" -ge 900 ] && [ "$first" -lt 3000 ]
+    [ "$first" -ge 900 ] && [ "$first" -lt 3000 ] || fail "first took $first ms"
     [ "$ms" -lt 3000 ]
     retry 100 0.1 ready_is 200
 }

@@ -62,14 +62,19 @@ restart_pg() {
 }
 
 # pg_freeze / pg_thaw: SIGSTOP / SIGCONT the postmaster and every backend
-# (a server that accepts connections but never answers).
+# (a server that accepts connections but never answers). runuser, the
+# postmaster's parent, stops itself when its child stops (as su does) and
+# is woken too: stopped, it would never reap the postmaster, and would keep
+# the pipes it inherited from bats open (a failed test's bats then hangs).
 pg_freeze() {
     local pid
     pid=$(pg_pid)
     kill -STOP "$pid" $(pgrep -P "$pid")
 }
 pg_thaw() {
-    local pid
+    local pid parent
     pid=$(pg_pid)
-    kill -CONT "$pid" $(pgrep -P "$pid")
+    parent=$(ps -o ppid= -p "$pid" | tr -d ' ')
+    [ "$(ps -o comm= -p "$parent" 2>/dev/null)" = runuser ] || parent=
+    kill -CONT "$pid" $(pgrep -P "$pid") $parent
 }

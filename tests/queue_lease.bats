@@ -18,7 +18,7 @@ teardown() {
     for p in "${RUNNER_PIDS[@]}"; do
         kill -CONT "$p" $(runner_children "$p") 2>/dev/null || true
     done
-    [ -n "${SUB_PID:-}" ] && kill "$SUB_PID" 2>/dev/null
+    if [ -n "${SUB_PID:-}" ]; then kill "$SUB_PID" 2>/dev/null; fi
     queue_teardown
 }
 

@@ -25,7 +25,7 @@ setup() {
 
 teardown() {
     local rc=0 p
-    [ -n "${GW2_PID:-}" ] && { GW_PID=$GW2_PID GW_STATE=$GW2_STATE stop_route_gateway || rc=1; }
+    if [ -n "${GW2_PID:-}" ]; then GW_PID=$GW2_PID GW_STATE=$GW2_STATE stop_route_gateway || rc=1; fi
     for p in "${FCGI_PIDS[@]}"; do
         kill -TERM "$p" 2>/dev/null
         retry 100 0.05 gone "$p" || kill -KILL "$p" 2>/dev/null

@@ -43,7 +43,7 @@ teardown_file() {
 }
 
 teardown() {
-    [ -n "${STRACE_PID:-}" ] && { kill -KILL "$STRACE_PID" 2>/dev/null; wait "$STRACE_PID" 2>/dev/null; }
+    if [ -n "${STRACE_PID:-}" ]; then kill -KILL "$STRACE_PID" 2>/dev/null || true; wait "$STRACE_PID" 2>/dev/null || true; fi
     queue_teardown
     stop_pg
     rm -f "$SD_ENV"

@@ -1268,7 +1268,8 @@ as() { local t=$1; shift; NOAUTH=1 api "$@" -H "Authorization: Bearer $t"; }
     api GET "/api/users/$id" # fills the cache
     stored=$(sql "SELECT phone FROM users WHERE id = $id")
     [[ $stored == gAAAAA* ]] || fail "phone stored as '$stored'"
-    ! sql "SELECT u::text FROM users u WHERE id = $id" | grep -q 14155550105
+    run -0 sql "SELECT u::text FROM users u WHERE id = $id"
+    refute_output --partial 14155550105
     run -0 rcli get "user:$id"
     ! grep -q 14155550105 <<<"$output" || fail "clear phone in the cache: $output"
     keys=$(cat "$GW_STATE/secrets/fernet-keys")

@@ -119,7 +119,7 @@ code() {
     pg_thaw
     echo "stuck: $c in ${elapsed} ms (timeout 700 ms)" >&3
     assert_equal "$c" 503
-    [ "$elapsed" -ge 600 ] && [ "$elapsed" -lt 3000 ]
+    [ "$elapsed" -ge 600 ] && [ "$elapsed" -lt 3000 ] || fail "503 after $elapsed ms"
     retry 50 0.1 eval '[ "$(code GET /api/users/$id)" = 200 ]'
     grep -q 'query timed out' "$GW_STATE/log/routes.log"
 }
